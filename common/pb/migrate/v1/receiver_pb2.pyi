@@ -177,14 +177,16 @@ class FileEnd(_message.Message):
     def __init__(self, file_id: _Optional[int] = ..., size: _Optional[int] = ..., xxh3_128: _Optional[bytes] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
-    __slots__ = ("session_id", "frame", "ends")
+    __slots__ = ("session_id", "frame", "ends", "abandoned_file_ids")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     ENDS_FIELD_NUMBER: _ClassVar[int]
+    ABANDONED_FILE_IDS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     frame: DataFrame
     ends: _containers.RepeatedCompositeFieldContainer[FileEnd]
-    def __init__(self, session_id: _Optional[str] = ..., frame: _Optional[_Union[DataFrame, _Mapping]] = ..., ends: _Optional[_Iterable[_Union[FileEnd, _Mapping]]] = ...) -> None: ...
+    abandoned_file_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, session_id: _Optional[str] = ..., frame: _Optional[_Union[DataFrame, _Mapping]] = ..., ends: _Optional[_Iterable[_Union[FileEnd, _Mapping]]] = ..., abandoned_file_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FileAck(_message.Message):
     __slots__ = ("file_id", "durable_offset", "committed", "error")
@@ -199,10 +201,12 @@ class FileAck(_message.Message):
     def __init__(self, file_id: _Optional[int] = ..., durable_offset: _Optional[int] = ..., committed: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TransferResponse(_message.Message):
-    __slots__ = ("acks",)
+    __slots__ = ("acks", "raw_bytes_durable")
     ACKS_FIELD_NUMBER: _ClassVar[int]
+    RAW_BYTES_DURABLE_FIELD_NUMBER: _ClassVar[int]
     acks: _containers.RepeatedCompositeFieldContainer[FileAck]
-    def __init__(self, acks: _Optional[_Iterable[_Union[FileAck, _Mapping]]] = ...) -> None: ...
+    raw_bytes_durable: int
+    def __init__(self, acks: _Optional[_Iterable[_Union[FileAck, _Mapping]]] = ..., raw_bytes_durable: _Optional[int] = ...) -> None: ...
 
 class FinishRequest(_message.Message):
     __slots__ = ("session_id",)

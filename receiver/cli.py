@@ -1,0 +1,113 @@
+"""cvm-migrate-receiver: serve a root directory to cvm-migrate senders."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import ConfigError, ExitCode, MigrateError, ReceiverSetupError
+from common.token import TOKEN_ENV, generate_token, load_token
+from common.version import SOFTWARE_VERSION
+from receiver.receiver import Receiver
+from receiver.server import ReceiverServer
+
+log = logging.getLogger("cvm-migrate-receiver")
+
+DEFAULT_PORT = 7710
+SHUTDOWN_GRACE_S = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvm-migrate-receiver",
+        description="Receive a migrated tree under --root from cvm-migrate senders.",
+    )
+    parser.add_argument("--root", type=Path, required=True, help="directory the tree is written under")
+    parser.add_argument(
+        "--listen", default=f"0.0.0.0:{DEFAULT_PORT}", help="HOST:PORT to serve gRPC on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, required=True, help="directory for the journal and the token"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC, for a trusted private link"
+    )
+    parser.add_argument(
+        "--token-file", type=Path, help=f"file holding the shared token (default: ${TOKEN_ENV})"
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
+    parser.add_argument("--version", action="version", version=SOFTWARE_VERSION)
+    return parser
+
+
+def resolve_token(args: argparse.Namespace) -> str:
+    """The configured token, or one generated once and kept in the state dir."""
+    token = load_token(args.token_file, os.environ)
+    if token is not None:
+        return token
+    kept = args.state_dir / "token"
+    if kept.exists():
+        return kept.read_text().strip()
+    token = generate_token()
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    log.warning("no token given: generated one, kept in %s: %s", kept, token)
+    return token
+
+
+def serve(args: argparse.Namespace) -> int:
+    if not args.insecure:
+        raise ConfigError(
+            "TLS is not available in this version yet: pass --insecure to serve plaintext "
+            "gRPC on a trusted private link"
+        )
+    if not args.root.is_dir():
+        raise ConfigError(f"--root {args.root} is not a directory")
+    try:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create --state-dir {args.state_dir}: {exc.strerror}") from exc
+    token = resolve_token(args)
+    receiver = Receiver(args.root, args.state_dir, clock_ns=time.time_ns)
+    try:
+        server = ReceiverServer(receiver, token, args.listen)
+    except (OSError, RuntimeError) as exc:
+        receiver.close()
+        raise ReceiverSetupError(f"cannot listen on {args.listen}: {exc}") from exc
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    server.start()
+    log.info("serving %s on %s (receiver %s)", args.root, args.listen, SOFTWARE_VERSION)
+    stopping.wait()
+    log.info("stopping: no new calls, %.0f s for running streams to end", SHUTDOWN_GRACE_S)
+    server.stop(SHUTDOWN_GRACE_S)
+    receiver.close()
+    log.info("stopped cleanly")
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return serve(args)
+    except MigrateError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

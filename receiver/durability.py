@@ -1,0 +1,60 @@
+"""Making written data durable in groups, not per file.
+
+One fsync per small file caps creation at about 500 files/s on the
+development machine, against about 10,000 files/s without (DESIGN.md), so the
+receiver flushes the whole filesystem once per sync group with syncfs(2),
+which Python does not wrap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Callable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# A sync group closes after this many raw bytes or this much time, whichever
+# comes first. The sender's window must stay above the byte bound (plus one
+# frame), or it would wait for an acknowledgement the receiver never sends.
+GROUP_BYTES = 32 << 20
+GROUP_SECONDS = 0.5
+# Small files pile up commits faster than bytes; bound those too so a crash
+# loses little and acknowledgements keep flowing.
+GROUP_FILES = 4096
+
+
+def syncfs(fd: int) -> None:
+    """Flush every dirty page and inode of the filesystem holding `fd`."""
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class SyncGroup:
+    """What has been written since the last sync, and when that was."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.raw_bytes = 0
+        self.files = 0
+        self.started = clock()
+
+    def add(self, raw_bytes: int = 0, files: int = 0) -> None:
+        self.raw_bytes += raw_bytes
+        self.files += files
+
+    def due(self) -> bool:
+        if not (self.raw_bytes or self.files):
+            return False
+        return (
+            self.raw_bytes >= GROUP_BYTES
+            or self.files >= GROUP_FILES
+            or self._clock() - self.started >= GROUP_SECONDS
+        )
+
+    def reset(self) -> None:
+        self.raw_bytes = 0
+        self.files = 0
+        self.started = self._clock()

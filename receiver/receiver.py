@@ -1,0 +1,123 @@
+"""The receiver as a whole: its root, its journal and its sessions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from common import grpc_config
+from common.frame_codec import FrameDecoder
+from common.pb.migrate.v1 import receiver_pb2 as pb
+from common.relpath import display
+from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from receiver.beneath import DirCache, RootDir
+from receiver.faults import OverLimit, UnknownSession
+from receiver.incoming import IncomingStream
+from receiver.journal import Journal
+from receiver.session import Session
+
+log = logging.getLogger(__name__)
+
+# Sessions kept in memory; the oldest finished ones are forgotten first.
+MAX_SESSIONS = 64
+
+
+class Receiver:
+    def __init__(self, root: Path, state_dir: Path, clock_ns: Callable[[], int]) -> None:
+        self.root = RootDir(root)
+        self.journal = Journal(state_dir)
+        self.as_root = os.geteuid() == 0
+        self._clock_ns = clock_ns
+        self._sessions: dict[str, Session] = {}
+        self._latest: str = ""
+        self._lock = threading.Lock()
+        self._remove_leftovers()
+
+    def close(self) -> None:
+        self.journal.close()
+        self.root.close()
+
+    def _remove_leftovers(self) -> None:
+        """Remove temporary files a previous process left, then its manifests."""
+        dirs = DirCache(self.root)
+        removed = 0
+        for path, temp in self.journal.leftover_temp_files():
+            try:
+                dir_fd, _ = dirs.parent_of(path)
+                os.unlink(temp, dir_fd=dir_fd)
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove a leftover temporary file beside %s: %s", display(path), exc)
+        dirs.clear()
+        self.journal.forget_unfinished_sessions()
+        if removed:
+            log.info("removed %d temporary files left by an interrupted run", removed)
+
+    # -- sessions ---------------------------------------------------------------
+
+    def hello(self, request: pb.HelloRequest) -> pb.HelloResponse:
+        session_id = secrets.token_hex(8)
+        session = Session(
+            session_id, self.root, self.journal, as_root=self.as_root, clock_ns=self._clock_ns
+        )
+        self.journal.open_session(session_id, request.source_hostname, self._clock_ns())
+        with self._lock:
+            self._forget_old_sessions()
+            self._sessions[session_id] = session
+            self._latest = session_id
+        log.info(
+            "session %s opened by %s (sender %s)",
+            session_id,
+            request.source_hostname or "an unnamed host",
+            request.sender_version,
+        )
+        space = os.statvfs(self.root.fd)
+        return pb.HelloResponse(
+            protocol_version=PROTOCOL_VERSION,
+            receiver_version=SOFTWARE_VERSION,
+            session_id=session_id,
+            receiver_time_unix_ns=self._clock_ns(),
+            max_frame_raw_bytes=grpc_config.MAX_FRAME_RAW_BYTES,
+            max_message_bytes=grpc_config.MAX_MESSAGE_BYTES,
+            free_bytes=space.f_bavail * space.f_frsize,
+            free_inodes=space.f_favail,
+            receiver_is_root=self.as_root,
+        )
+
+    def _forget_old_sessions(self) -> None:
+        if len(self._sessions) < MAX_SESSIONS:
+            return
+        finished = [sid for sid, s in self._sessions.items() if s.progress.finished]
+        if not finished:
+            raise OverLimit(f"{MAX_SESSIONS} sessions are open at once")
+        del self._sessions[finished[0]]
+
+    def session(self, session_id: str) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id or self._latest)
+        if session is None:
+            raise UnknownSession(f"no session {session_id!r}; call Hello first")
+        return session
+
+    def incoming(self, session_id: str) -> IncomingStream:
+        return IncomingStream(
+            self.session(session_id), FrameDecoder(grpc_config.MAX_FRAME_RAW_BYTES)
+        )
+
+    def status(self, session_id: str) -> pb.StatusResponse:
+        session = self.session(session_id)
+        p = session.progress
+        return pb.StatusResponse(
+            session_id=session.id,
+            entries_planned=p.entries_planned,
+            files_to_send=p.files_to_send,
+            files_committed=p.files_committed,
+            bytes_durable=p.bytes_durable,
+            finished=p.finished,
+        )

@@ -1,0 +1,74 @@
+"""The gRPC servicer: thin. It reads messages, calls the Receiver, answers.
+
+Faults raised below are turned into status codes by the interceptor in
+`interceptors`; the only cleanup here is what a broken stream must release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from common.pb.migrate.v1 import receiver_pb2 as pb
+from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
+from receiver.receiver import Receiver
+
+
+class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+
+    def Hello(self, request: pb.HelloRequest, context: grpc.ServicerContext) -> pb.HelloResponse:
+        return self._receiver.hello(request)
+
+    def Plan(
+        self, request_iterator: Iterator[pb.PlanRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.PlanResponse]:
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        session = self._receiver.session(first.session_id)
+        writer = session.writer()
+        try:
+            yield pb.PlanResponse(decisions=session.plan(first.entries, writer))
+            # The next batch is read only after this one's answer is taken:
+            # gRPC flow control is the back-pressure.
+            for request in request_iterator:
+                yield pb.PlanResponse(decisions=session.plan(request.entries, writer))
+        finally:
+            writer.close()
+
+    def Transfer(
+        self, request_iterator: Iterator[pb.TransferRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.TransferResponse]:
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        stream = self._receiver.incoming(first.session_id)
+        try:
+            for request in _chain(first, request_iterator):
+                acks = stream.handle(request)
+                if acks is not None:
+                    yield acks
+            yield stream.sync()
+        except BaseException:
+            stream.abort()
+            raise
+        stream.close()
+
+    def Finish(self, request: pb.FinishRequest, context: grpc.ServicerContext) -> pb.FinishResponse:
+        session = self._receiver.session(request.session_id)
+        writer = session.writer()
+        try:
+            return session.finish(writer)
+        finally:
+            writer.close()
+
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
+        return self._receiver.status(request.session_id)
+
+
+def _chain(first: pb.TransferRequest, rest: Iterator[pb.TransferRequest]) -> Iterator[pb.TransferRequest]:
+    yield first
+    yield from rest
