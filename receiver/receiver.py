@@ -14,6 +14,7 @@ from common.frame_codec import FrameDecoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from receiver import durability
 from receiver.beneath import DirCache, RootDir
 from receiver.faults import OverLimit, UnknownSession
 from receiver.incoming import IncomingStream
@@ -88,6 +89,7 @@ class Receiver:
             free_bytes=space.f_bavail * space.f_frsize,
             free_inodes=space.f_favail,
             receiver_is_root=self.as_root,
+            sync_group_bytes=durability.GROUP_BYTES,
         )
 
     def _forget_old_sessions(self) -> None:

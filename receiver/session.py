@@ -35,8 +35,6 @@ _SPECIAL_KINDS = {
     pb.ENTRY_KIND_BLOCK_DEVICE,
     pb.ENTRY_KIND_FIFO,
 }
-# Warnings kept for Finish; past this they are only counted and logged.
-_MAX_WARNINGS = 1000
 
 
 @dataclass
@@ -65,18 +63,16 @@ class Session:
         self.as_root = as_root
         self._clock_ns = clock_ns
         self.progress = SessionProgress()
-        self.warnings: list[str] = []
         self._lock = threading.Lock()
 
     def writer(self) -> TreeWriter:
         return TreeWriter(self.root, as_root=self.as_root)
 
     def warn(self, message: str) -> None:
+        """Log an entry that failed here; the sender hears of it separately."""
         log.warning("session %s: %s", self.id, message)
         with self._lock:
             self.progress.failed += 1
-            if len(self.warnings) < _MAX_WARNINGS:
-                self.warnings.append(message)
 
     def record_progress(self, *, committed: int = 0, durable_bytes: int = 0) -> None:
         with self._lock:
@@ -131,27 +127,29 @@ class Session:
     # -- finishing --------------------------------------------------------------
 
     def finish(self, writer: TreeWriter) -> pb.FinishResponse:
-        hardlinks = self._apply_each(
-            pb.ENTRY_KIND_HARDLINK, False, lambda e: writer.link(e.path, e.link_target)
+        """Hardlinks, then directory metadata; reports only what failed here.
+
+        Failures of earlier phases already reached the sender in decisions
+        and acknowledgements.
+        """
+        response = pb.FinishResponse()
+        response.hardlinks = self._apply_each(
+            pb.ENTRY_KIND_HARDLINK, False, lambda e: writer.link(e.path, e.link_target), response
         )
-        directories = self._apply_each(
-            pb.ENTRY_KIND_DIRECTORY, True, writer.apply_directory_metadata
+        response.directories = self._apply_each(
+            pb.ENTRY_KIND_DIRECTORY, True, writer.apply_directory_metadata, response
         )
-        unsent = self.journal.count(self.id) - self.progress.files_committed
-        if unsent > 0:
-            self.warn(f"{unsent} planned files were never completed by the sender")
         self.journal.finish_session(self.id, self._clock_ns())
         with self._lock:
             self.progress.finished = True
-            return pb.FinishResponse(
-                hardlinks=hardlinks,
-                directories=directories,
-                warnings=self.warnings,
-                failed=self.progress.failed,
-            )
+        return response
 
     def _apply_each(
-        self, kind: int, deepest_first: bool, apply: Callable[[pb.Entry], object]
+        self,
+        kind: int,
+        deepest_first: bool,
+        apply: Callable[[pb.Entry], object],
+        response: pb.FinishResponse,
     ) -> int:
         done = 0
         failed = []
@@ -163,7 +161,10 @@ class Session:
                 fatal = fatal_for_session(exc, display(entry.path))
                 if fatal is not None:
                     raise fatal from exc
-                self.warn(f"{display(entry.path)}: {exc.strerror}")
+                message = f"{display(entry.path)}: {exc.strerror}"
+                self.warn(message)
+                response.warnings.append(message)
+                response.failed += 1
                 failed.append((entry.id, FAILED))
         self.journal.set_states(self.id, failed)
         return done

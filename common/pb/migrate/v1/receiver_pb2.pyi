@@ -59,7 +59,7 @@ class HelloRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root")
+    __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root", "sync_group_bytes")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class HelloResponse(_message.Message):
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_INODES_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_IS_ROOT_FIELD_NUMBER: _ClassVar[int]
+    SYNC_GROUP_BYTES_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     receiver_version: str
     session_id: str
@@ -78,7 +79,8 @@ class HelloResponse(_message.Message):
     free_bytes: int
     free_inodes: int
     receiver_is_root: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., receiver_version: _Optional[str] = ..., session_id: _Optional[str] = ..., receiver_time_unix_ns: _Optional[int] = ..., max_frame_raw_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., free_inodes: _Optional[int] = ..., receiver_is_root: _Optional[bool] = ...) -> None: ...
+    sync_group_bytes: int
+    def __init__(self, protocol_version: _Optional[int] = ..., receiver_version: _Optional[str] = ..., session_id: _Optional[str] = ..., receiver_time_unix_ns: _Optional[int] = ..., max_frame_raw_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., free_inodes: _Optional[int] = ..., receiver_is_root: _Optional[bool] = ..., sync_group_bytes: _Optional[int] = ...) -> None: ...
 
 class Xattr(_message.Message):
     __slots__ = ("name", "value")

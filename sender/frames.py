@@ -1,0 +1,70 @@
+"""Packing file content into TransferRequest messages.
+
+Pieces of any number of files go into one frame until it holds about a
+chunk: a big file is cut into chunk-sized pieces, small files share a frame
+(and its zstd context, which compresses them far better than one by one).
+"""
+
+from __future__ import annotations
+
+from common.content_hash import piece_hash
+from common.frame_codec import FrameEncoder
+from common.pb.migrate.v1 import receiver_pb2 as pb
+
+# Many tiny files would otherwise make a message of headers.
+MAX_PIECES_PER_FRAME = 1024
+
+
+class FrameBuilder:
+    def __init__(self, chunk_bytes: int, encoder: FrameEncoder) -> None:
+        self.chunk_bytes = chunk_bytes
+        self._encoder = encoder
+        self._raw = bytearray()
+        self._pieces: list[pb.Piece] = []
+        self._ends: list[pb.FileEnd] = []
+        self._abandoned: list[int] = []
+
+    @property
+    def room(self) -> int:
+        """Raw bytes the current frame can still take."""
+        if len(self._pieces) >= MAX_PIECES_PER_FRAME:
+            return 0
+        return self.chunk_bytes - len(self._raw)
+
+    @property
+    def raw_size(self) -> int:
+        return len(self._raw)
+
+    def is_empty(self) -> bool:
+        return not (self._pieces or self._ends or self._abandoned)
+
+    def add_piece(self, file_id: int, offset: int, data: bytes) -> None:
+        self._pieces.append(
+            pb.Piece(file_id=file_id, offset=offset, length=len(data), xxh3_64=piece_hash(data))
+        )
+        self._raw += data
+
+    def add_end(self, end: pb.FileEnd) -> None:
+        self._ends.append(end)
+
+    def abandon(self, file_id: int) -> None:
+        self._abandoned.append(file_id)
+
+    def take(self) -> pb.TransferRequest:
+        """The message for everything added since the last take; then start afresh."""
+        request = pb.TransferRequest(ends=self._ends, abandoned_file_ids=self._abandoned)
+        if self._pieces:
+            encoding, payload = self._encoder.encode(bytes(self._raw))
+            request.frame.CopyFrom(
+                pb.DataFrame(
+                    encoding=encoding,
+                    payload=payload,
+                    raw_size=len(self._raw),
+                    pieces=self._pieces,
+                )
+            )
+        self._raw = bytearray()
+        self._pieces = []
+        self._ends = []
+        self._abandoned = []
+        return request

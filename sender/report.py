@@ -1,0 +1,47 @@
+"""The end-of-run summary: for people on stdout, for machines as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Warnings listed in the human summary; all of them are in the JSON file.
+_SHOWN_WARNINGS = 20
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_summary(summary: dict[str, Any], source: str, target: str) -> str:
+    elapsed = max(float(summary["elapsed_s"]), 1e-9)
+    raw, wire = summary["bytes_sent_raw"], summary["bytes_sent_wire"]
+    ratio = f"{raw / wire:.2f}" if wire else "-"
+    lines = [
+        f"{source} -> {target}: {'done' if summary['exit_code'] == 0 else 'exit code ' + str(summary['exit_code'])}"
+        f" in {elapsed:.2f} s",
+        f"  files   {summary['files_total']} in plan, {summary['files_transferred']} sent, "
+        f"{summary['files_skipped']} unchanged, {summary['files_failed']} failed; "
+        f"{summary['hardlinks']} hardlinks, {summary['sockets_skipped']} sockets skipped",
+        f"  bytes   {_size(summary['bytes_total'])} in plan, {_size(raw)} sent "
+        f"({_size(raw / elapsed)}/s), {_size(wire)} on the wire (compression {ratio})",
+    ]
+    warnings = summary["warnings"]
+    if summary["warnings_count"]:
+        lines.append(f"  warnings {summary['warnings_count']}:")
+        lines += [f"    {w}" for w in warnings[:_SHOWN_WARNINGS]]
+        if summary["warnings_count"] > _SHOWN_WARNINGS:
+            lines.append(f"    ... {summary['warnings_count'] - _SHOWN_WARNINGS} more")
+    return "\n".join(lines)
+
+
+def write_summary_json(path: Path, summary: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees half a summary."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)

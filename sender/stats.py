@@ -1,0 +1,67 @@
+"""One stats object per run: the summary (and later the progress display and
+the metrics) are views of it, never counters of their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Warnings kept for the summary; past this they are only counted.
+MAX_WARNINGS_KEPT = 1000
+
+
+@dataclass
+class RunStats:
+    clock: Callable[[], float] = time.monotonic
+    entries_total: int = 0
+    files_total: int = 0  # regular files in the plan, one per inode
+    files_transferred: int = 0
+    files_skipped: int = 0
+    files_failed: int = 0
+    hardlinks: int = 0
+    sockets_skipped: int = 0
+    bytes_total: int = 0  # apparent size of the regular files in the plan
+    bytes_sent_raw: int = 0  # file bytes carried in this run, uncompressed
+    bytes_sent_wire: int = 0  # frame payload bytes on the wire
+    warnings_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    started: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def warn(self, message: str) -> None:
+        with self._lock:
+            self.warnings_count += 1
+            if len(self.warnings) < MAX_WARNINGS_KEPT:
+                self.warnings.append(message)
+
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started
+
+    def summary(self, exit_code: int) -> dict[str, object]:
+        with self._lock:
+            return {
+                "files_total": self.files_total,
+                "files_transferred": self.files_transferred,
+                "files_skipped": self.files_skipped,
+                "files_failed": self.files_failed,
+                "entries_total": self.entries_total,
+                "hardlinks": self.hardlinks,
+                "sockets_skipped": self.sockets_skipped,
+                "bytes_total": self.bytes_total,
+                "bytes_sent_raw": self.bytes_sent_raw,
+                "bytes_sent_wire": self.bytes_sent_wire,
+                "elapsed_s": round(self.elapsed_s(), 3),
+                "exit_code": exit_code,
+                "warnings_count": self.warnings_count,
+                "warnings": list(self.warnings),
+            }
