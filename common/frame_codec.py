@@ -34,7 +34,7 @@ class FrameEncoder:
         self.level = level
         self._compressor = zstandard.ZstdCompressor(level=level) if level > 0 else None
 
-    def encode(self, raw: bytes) -> tuple[int, bytes]:
+    def encode(self, raw: bytes) -> tuple[pb.Encoding, bytes]:
         """(encoding, payload) for `raw`; raw when level is 0 or it does not shrink."""
         if self._compressor is None or not raw:
             return pb.ENCODING_RAW, raw

@@ -29,9 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cvm-migrate-receiver",
         description="Receive a migrated tree under --root from cvm-migrate senders.",
     )
-    parser.add_argument("--root", type=Path, required=True, help="directory the tree is written under")
     parser.add_argument(
-        "--listen", default=f"0.0.0.0:{DEFAULT_PORT}", help="HOST:PORT to serve gRPC on (default %(default)s)"
+        "--root", type=Path, required=True, help="directory the tree is written under"
+    )
+    parser.add_argument(
+        "--listen",
+        default=f"0.0.0.0:{DEFAULT_PORT}",
+        help="HOST:PORT to serve gRPC on (default %(default)s)",
     )
     parser.add_argument(
         "--state-dir", type=Path, required=True, help="directory for the journal and the token"

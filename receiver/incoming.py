@@ -75,10 +75,12 @@ class IncomingStream:
                 continue
             incoming = self._incoming(piece.file_id)
             if piece.offset < incoming.partial.written_to:
-                raise BadRequest(f"{display(incoming.entry.path)}: piece at {piece.offset} is out of order")
+                raise BadRequest(
+                    f"{display(incoming.entry.path)}: piece at {piece.offset} is out of order"
+                )
             if piece.offset + piece.length > incoming.entry.size:
                 raise BadRequest(f"{display(incoming.entry.path)}: piece past the planned size")
-            self._guard(incoming, lambda: incoming.partial.write(piece.offset, data))
+            self._guard(incoming, incoming.partial.write, piece.offset, data)
         self._raw_received += frame.raw_size
         self._group.add(raw_bytes=frame.raw_size)
 
@@ -120,10 +122,10 @@ class IncomingStream:
         incoming = self._open[file_id] = _Incoming(entry, partial)
         return incoming
 
-    def _guard(self, incoming: _Incoming, action: Callable[[], None]) -> bool:
-        """Run `action`; an OS error that is this file's alone fails only the file."""
+    def _guard(self, incoming: _Incoming, action: Callable[..., None], *args: object) -> bool:
+        """Run `action(*args)`; an OS error that is this file's alone fails only the file."""
         try:
-            action()
+            action(*args)
             return True
         except OSError as exc:
             path = display(incoming.entry.path)
@@ -158,9 +160,7 @@ class IncomingStream:
             pb.FileAck(file_id=i.entry.id, durable_offset=i.partial.written_to)
             for i in self._open.values()
         )
-        self.session.record_progress(
-            committed=len(published), durable_bytes=self._group.raw_bytes
-        )
+        self.session.record_progress(committed=len(published), durable_bytes=self._group.raw_bytes)
         self._group.reset()
         return pb.TransferResponse(acks=acks, raw_bytes_durable=self._raw_received)
 
@@ -176,7 +176,9 @@ class IncomingStream:
                 if fatal is not None:
                     raise fatal from exc
                 self.session.warn(f"{path}: {exc.strerror}")
-                self._acks.append(pb.FileAck(file_id=incoming.entry.id, error=f"{path}: {exc.strerror}"))
+                self._acks.append(
+                    pb.FileAck(file_id=incoming.entry.id, error=f"{path}: {exc.strerror}")
+                )
         self._to_publish = []
         return published
 

@@ -25,7 +25,9 @@ _OPEN_METHOD_PREFIX = "/grpc.health.v1.Health/"
 Behavior = Callable[..., Any]
 
 
-def _wrap(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool], Behavior]) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool], Behavior]
+) -> grpc.RpcMethodHandler:
     """A handler like `handler` whose behaviour is `wrap(behaviour, streams_responses)`."""
     if handler.request_streaming and handler.response_streaming:
         make, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
@@ -80,7 +82,9 @@ class FaultInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return handler
-        return _wrap(handler, lambda behavior, streams: _map_faults(behavior, streams, details.method))
+        return _wrap(
+            handler, lambda behavior, streams: _map_faults(behavior, streams, details.method)
+        )
 
 
 def _map_faults(behavior: Behavior, streams: bool, method: str) -> Behavior:

@@ -77,7 +77,12 @@ class Journal:
 
     def open_session(self, session_id: str, source: str, now_ns: int) -> None:
         self._transaction(
-            [("INSERT INTO session (id, source, started_ns) VALUES (?, ?, ?)", (session_id, source, now_ns))]
+            [
+                (
+                    "INSERT INTO session (id, source, started_ns) VALUES (?, ?, ?)",
+                    (session_id, source, now_ns),
+                )
+            ]
         )
 
     def finish_session(self, session_id: str, now_ns: int) -> None:
@@ -94,7 +99,9 @@ class Journal:
 
     # -- entries ----------------------------------------------------------------
 
-    def add_entries(self, session_id: str, entries: Iterable[tuple[pb.Entry, bytes | None]]) -> None:
+    def add_entries(
+        self, session_id: str, entries: Iterable[tuple[pb.Entry, bytes | None]]
+    ) -> None:
         """Record (entry, temporary name or None) pairs in one transaction."""
         self._transaction(
             (

@@ -54,7 +54,9 @@ class Receiver:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                log.warning("cannot remove a leftover temporary file beside %s: %s", display(path), exc)
+                log.warning(
+                    "cannot remove a leftover temporary file beside %s: %s", display(path), exc
+                )
         dirs.clear()
         self.journal.forget_unfinished_sessions()
         if removed:

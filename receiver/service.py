@@ -69,6 +69,8 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         return self._receiver.status(request.session_id)
 
 
-def _chain(first: pb.TransferRequest, rest: Iterator[pb.TransferRequest]) -> Iterator[pb.TransferRequest]:
+def _chain(
+    first: pb.TransferRequest, rest: Iterator[pb.TransferRequest]
+) -> Iterator[pb.TransferRequest]:
     yield first
     yield from rest

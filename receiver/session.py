@@ -170,7 +170,7 @@ class Session:
         return done
 
 
-def _decision(entry: pb.Entry, action: int) -> pb.Decision:
+def _decision(entry: pb.Entry, action: pb.Action) -> pb.Decision:
     return pb.Decision(id=entry.id, action=action)
 
 
@@ -182,7 +182,9 @@ def _validate(entry: pb.Entry) -> None:
     if not parts and entry.kind != pb.ENTRY_KIND_DIRECTORY:
         raise BadRequest("the root can only be a directory")
     if entry.mode & ~0o7777:
-        raise BadRequest(f"{display(entry.path)}: mode {entry.mode:o} has more than permission bits")
+        raise BadRequest(
+            f"{display(entry.path)}: mode {entry.mode:o} has more than permission bits"
+        )
     if entry.kind == pb.ENTRY_KIND_SYMLINK:
         target = entry.link_target
         if not target or b"\0" in target or len(target) > MAX_LINK_TARGET:

@@ -172,7 +172,10 @@ class TreeWriter:
         self, dir_fd: int, name: bytes, st: os.stat_result, entry: pb.Entry
     ) -> bool:
         if entry.kind == pb.ENTRY_KIND_SYMLINK:
-            if not stat.S_ISLNK(st.st_mode) or os.readlink(name, dir_fd=dir_fd) != entry.link_target:
+            if (
+                not stat.S_ISLNK(st.st_mode)
+                or os.readlink(name, dir_fd=dir_fd) != entry.link_target
+            ):
                 return False
         elif stat.S_IFMT(st.st_mode) != _NODE_TYPES[entry.kind] or st.st_rdev != entry.rdev:
             return False

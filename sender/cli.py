@@ -43,6 +43,8 @@ log = logging.getLogger("cvm-migrate")
 
 DEFAULT_STREAMS = 2
 DEFAULT_WINDOW_MIB = 64
+# Below 64 KiB per message grpcio's throughput falls off (DESIGN.md).
+_MIN_CHUNK_BYTES = 64 * 1024
 # go2tencentcloud's --log-level: 1 errors and warnings, 2 progress, 3 debug.
 _LOG_LEVELS = {"1": logging.WARNING, "2": logging.INFO, "3": logging.DEBUG}
 # Directories of the sender's own that are never migrated when inside SRC.
@@ -76,23 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=SOFTWARE_VERSION)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="migrate SRC to a receiver")
-    run.add_argument("source", metavar="SRC", type=Path, help="the tree to migrate (e.g. / or /host)")
+    run.add_argument(
+        "source", metavar="SRC", type=Path, help="the tree to migrate (e.g. / or /host)"
+    )
     run.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
     run.add_argument("--insecure", action="store_true", help="plaintext gRPC on a trusted link")
-    run.add_argument("--token-file", type=Path, help=f"file holding the token (default: ${TOKEN_ENV})")
+    run.add_argument(
+        "--token-file", type=Path, help=f"file holding the token (default: ${TOKEN_ENV})"
+    )
     run.add_argument(
         "--exclude", dest="rules", action=_AppendRule, metavar="PATTERN", help="rsync exclude rule"
     )
     run.add_argument(
-        "--exclude-from", dest="rules", action=_AppendRule, metavar="FILE", help="file of rsync exclude rules"
+        "--exclude-from",
+        dest="rules",
+        action=_AppendRule,
+        metavar="FILE",
+        help="file of rsync exclude rules",
     )
     run.add_argument(
         "--no-default-excludes",
         action="store_true",
         help="do not apply go2tencentcloud's rsync_excludes_linux.txt",
     )
-    run.add_argument("--one-file-system", "-x", action="store_true", help="do not cross filesystem boundaries")
-    run.add_argument("--streams", type=int, default=DEFAULT_STREAMS, help="parallel streams (default %(default)s)")
+    run.add_argument(
+        "--one-file-system", "-x", action="store_true", help="do not cross filesystem boundaries"
+    )
+    run.add_argument(
+        "--streams",
+        type=int,
+        default=DEFAULT_STREAMS,
+        help="parallel streams (default %(default)s)",
+    )
     run.add_argument(
         "--chunk-size",
         type=float,
@@ -106,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=frame_codec.DEFAULT_LEVEL,
         help="zstd level, 0 for none (default %(default)s)",
     )
-    run.add_argument("--summary-json", type=Path, metavar="FILE", help="write the run's summary here")
-    run.add_argument("--log-level", choices=sorted(_LOG_LEVELS), default="2", help="1 warnings, 2 info, 3 debug")
+    run.add_argument(
+        "--summary-json", type=Path, metavar="FILE", help="write the run's summary here"
+    )
+    run.add_argument(
+        "--log-level", choices=sorted(_LOG_LEVELS), default="2", help="1 warnings, 2 info, 3 debug"
+    )
     return parser
 
 
@@ -140,10 +161,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     if not 0 <= args.compress_level <= 22:
         raise ConfigError("--compress-level must be between 0 and 22")
     chunk_bytes = int(args.chunk_size * grpc_config.MiB)
-    if not 64 * 1024 <= chunk_bytes <= grpc_config.MAX_FRAME_RAW_BYTES:
-        raise ConfigError(
-            f"--chunk-size must be between 0.0625 and {grpc_config.MAX_FRAME_RAW_BYTES // grpc_config.MiB} MiB"
-        )
+    if not _MIN_CHUNK_BYTES <= chunk_bytes <= grpc_config.MAX_FRAME_RAW_BYTES:
+        top = grpc_config.MAX_FRAME_RAW_BYTES // grpc_config.MiB
+        raise ConfigError(f"--chunk-size must be between 0.0625 and {top} MiB")
     token = load_token(args.token_file, os.environ)
     if token is None:
         raise ConfigError(f"no token: set {TOKEN_ENV} or pass --token-file")

@@ -38,7 +38,9 @@ class ReceiverClient:
             compression=grpc.Compression.NoCompression,
         )
         self._stub = pb_grpc.ReceiverServiceStub(self._channel)
-        self._metadata = ((grpc_config.AUTH_METADATA_KEY, grpc_config.AUTH_SCHEME + endpoint.token),)
+        self._metadata = (
+            (grpc_config.AUTH_METADATA_KEY, grpc_config.AUTH_SCHEME + endpoint.token),
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -61,7 +63,9 @@ class ReceiverClient:
 
     def finish(self, session_id: str) -> pb.FinishResponse:
         return self._stub.Finish(
-            pb.FinishRequest(session_id=session_id), metadata=self._metadata, timeout=FINISH_TIMEOUT_S
+            pb.FinishRequest(session_id=session_id),
+            metadata=self._metadata,
+            timeout=FINISH_TIMEOUT_S,
         )
 
 

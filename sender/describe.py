@@ -8,7 +8,7 @@ import stat
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
 
-_KINDS = {
+_KINDS: dict[int, pb.EntryKind] = {
     stat.S_IFREG: pb.ENTRY_KIND_FILE,
     stat.S_IFDIR: pb.ENTRY_KIND_DIRECTORY,
     stat.S_IFLNK: pb.ENTRY_KIND_SYMLINK,
@@ -37,12 +37,14 @@ class Hardlinks:
         return first
 
 
-def kind_of(st: os.stat_result) -> int | None:
+def kind_of(st: os.stat_result) -> pb.EntryKind | None:
     """The entry kind of a stat result; None for sockets, which are not migrated."""
     return _KINDS.get(stat.S_IFMT(st.st_mode))
 
 
-def describe(entry_id: int, relpath: bytes, abspath: bytes, st: os.stat_result, kind: int) -> pb.Entry:
+def describe(
+    entry_id: int, relpath: bytes, abspath: bytes, st: os.stat_result, kind: pb.EntryKind
+) -> pb.Entry:
     """The manifest entry for one inode. Raises OSError if it cannot be read."""
     entry = pb.Entry(
         id=entry_id,

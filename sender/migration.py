@@ -40,7 +40,7 @@ class RunOptions:
 
 
 def source_root(source: Path) -> bytes:
-    """The source directory as bytes; a symlink to a directory is followed, as rsync does for SRC/."""
+    """The source directory as bytes; a symlink to it is followed, as rsync does for SRC/."""
     path = os.fsencode(source.absolute())
     try:
         st = os.stat(path)
@@ -136,4 +136,3 @@ def _start(
     thread = threading.Thread(target=body, name=name, daemon=True)
     thread.start()
     return thread
-

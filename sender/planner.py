@@ -157,7 +157,6 @@ class Planner:
                 self._stats.add(files_failed=1)
 
 
-
 def put_unless_aborted(
     jobs: queue.Queue[FileJob | None], item: FileJob | None, abort: threading.Event
 ) -> None:

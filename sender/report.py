@@ -22,9 +22,10 @@ def human_summary(summary: dict[str, Any], source: str, target: str) -> str:
     elapsed = max(float(summary["elapsed_s"]), 1e-9)
     raw, wire = summary["bytes_sent_raw"], summary["bytes_sent_wire"]
     ratio = f"{raw / wire:.2f}" if wire else "-"
+    code = summary["exit_code"]
+    outcome = "done" if code == 0 else f"exit code {code}"
     lines = [
-        f"{source} -> {target}: {'done' if summary['exit_code'] == 0 else 'exit code ' + str(summary['exit_code'])}"
-        f" in {elapsed:.2f} s",
+        f"{source} -> {target}: {outcome} in {elapsed:.2f} s",
         f"  files   {summary['files_total']} in plan, {summary['files_transferred']} sent, "
         f"{summary['files_skipped']} unchanged, {summary['files_failed']} failed; "
         f"{summary['hardlinks']} hardlinks, {summary['sockets_skipped']} sockets skipped",

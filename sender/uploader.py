@@ -25,7 +25,6 @@ from sender.planner import POLL_S, FileJob
 from sender.source_file import SourceChanged, SourceReader, open_source
 from sender.stats import RunStats
 
-
 # How long an uploader waits for the next planned file before it sends the
 # frame it has started.
 _IDLE_S = 0.05
@@ -78,7 +77,9 @@ class Uploader:
         if self._error is not None:
             raise self._error
         if self._awaiting_commit:
-            raise TransferError(f"the receiver ended a stream with {self._awaiting_commit} files unacknowledged")
+            raise TransferError(
+                f"the receiver ended a stream with {self._awaiting_commit} files unacknowledged"
+            )
 
     # -- acknowledgements -------------------------------------------------------
 
@@ -142,7 +143,9 @@ class Uploader:
         try:
             fd = open_source(job.abspath)
         except OSError as exc:
-            self._give_up(job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True)
+            self._give_up(
+                job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True
+            )
             return
         try:
             reader = SourceReader(fd, job.planned)
@@ -150,12 +153,16 @@ class Uploader:
                 builder.add_piece(job.id, offset, data)
                 if builder.room == 0:
                     yield self._take(builder)
-            builder.add_end(pb.FileEnd(file_id=job.id, size=job.planned.size, xxh3_128=reader.finish()))
+            builder.add_end(
+                pb.FileEnd(file_id=job.id, size=job.planned.size, xxh3_128=reader.finish())
+            )
         except SourceChanged as exc:
             message = f"{display(job.relpath)} {exc}; not migrated in this run, run again"
             self._give_up(job, builder, message, failed=False)
         except OSError as exc:
-            self._give_up(job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True)
+            self._give_up(
+                job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True
+            )
         finally:
             os.close(fd)
 
