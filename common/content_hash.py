@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import xxhash
 
+from common.extents import read_extents
+
 # Zeros fed for holes, in slices of this buffer, so a hole costs no allocation.
 _ZEROS = bytes(1 << 20)
 
@@ -42,3 +44,12 @@ class FileDigest:
 
     def digest(self) -> bytes:
         return self._hash.digest()
+
+
+def file_digest(fd: int, size: int) -> bytes:
+    """The FileDigest of an open file's first `size` bytes, holes skipped on disk."""
+    digest = FileDigest()
+    for position, data in read_extents(fd, 0, size, 1 << 20):
+        digest.update_at(position, data)
+    digest.zero_fill_to(size)
+    return digest.digest()

@@ -177,6 +177,25 @@ class ExcludeRules:
     def __repr__(self) -> str:
         return f"ExcludeRules({list(self._rules)!r})"
 
+    def to_wire(self) -> list[bytes]:
+        """The active rules as rule texts ("- PATTERN", "+ PATTERN"), one per element.
+
+        The receiver rebuilds the same rules with `from_wire` to protect excluded
+        paths from --delete and from verify's report of extra paths.
+        """
+        return [rule.action.value.encode() + b" " + rule.pattern for rule in self._rules]
+
+    @classmethod
+    def from_wire(cls, texts: Iterable[bytes]) -> ExcludeRules:
+        """Rules sent by `to_wire`; each text is one rule. Raises ExcludeRuleError."""
+        rules = []
+        for number, text in enumerate(texts, start=1):
+            try:
+                rules.append(_parse_rule_text(text))
+            except ExcludeRuleError as exc:
+                raise ExcludeRuleError(f"rule {number} from the sender: {exc}") from None
+        return cls(rules)
+
 
 def default_excludes_file() -> Path:
     """The shipped default list (go2tencentcloud's rsync_excludes_linux.txt)."""

@@ -3,8 +3,9 @@
 Pieces are checked against their hashes and written to temporary files; a
 file whose content is complete is checked against its whole-file hash and
 gets its metadata. Once per sync group the filesystem is synced, completed
-files are renamed to their live names, the journal records them, and one
-acknowledgement message tells the sender what is durable.
+files are renamed to their live names, the journal records them and the
+durable offset of every file still open, and one acknowledgement message
+tells the sender what is durable.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from receiver.durability import SyncGroup, syncfs
 from receiver.faults import BadRequest, CorruptData, OverLimit, fatal_for_session
-from receiver.journal import COMMITTED, FAILED
+from receiver.journal import COMMITTED, FAILED, Journal, Partial, Statement
 from receiver.session import Session
 from receiver.tree import PartialFile
 
 log = logging.getLogger(__name__)
 
-# Files open at once on one stream; each holds two descriptors.
+# Files open at once on one stream; each holds up to three descriptors.
 MAX_OPEN_FILES = 256
 
 
@@ -38,11 +39,14 @@ class _Incoming:
 class IncomingStream:
     def __init__(self, session: Session, decoder: FrameDecoder) -> None:
         self.session = session
+        self._journal = session.journal
         self._decoder = decoder
         self._writer = session.writer()
         self._open: dict[int, _Incoming] = {}
         self._failed: set[int] = set()
         self._to_publish: list[_Incoming] = []
+        self._kept: list[pb.Entry] = []  # unchanged by a delta: the live file stays
+        self._statements: list[Statement] = []  # journal writes for the next sync
         self._acks: list[pb.FileAck] = []
         self._group = SyncGroup()
         self._raw_received = 0
@@ -51,12 +55,14 @@ class IncomingStream:
 
     def handle(self, request: pb.TransferRequest) -> pb.TransferResponse | None:
         """Apply one message; the acknowledgements when it closed a sync group."""
+        for entry in request.restarts:
+            self._restart(entry)
         if request.HasField("frame"):
             self._apply_frame(request.frame)
         for end in request.ends:
             self._end(end)
         for file_id in request.abandoned_file_ids:
-            self._drop(file_id)
+            self._abandon(file_id)
         return self.sync() if self._group.due() else None
 
     def _apply_frame(self, frame: pb.DataFrame) -> None:
@@ -74,15 +80,26 @@ class IncomingStream:
             if piece.file_id in self._failed:
                 continue
             incoming = self._incoming(piece.file_id)
+            path = display(incoming.entry.path)
             if piece.offset < incoming.partial.written_to:
-                raise BadRequest(
-                    f"{display(incoming.entry.path)}: piece at {piece.offset} is out of order"
-                )
+                raise BadRequest(f"{path}: piece at {piece.offset} is out of order")
             if piece.offset + piece.length > incoming.entry.size:
-                raise BadRequest(f"{display(incoming.entry.path)}: piece past the planned size")
+                raise BadRequest(f"{path}: piece past the planned size")
             self._guard(incoming, incoming.partial.write, piece.offset, data)
         self._raw_received += frame.raw_size
         self._group.add(raw_bytes=frame.raw_size)
+
+    def _restart(self, entry: pb.Entry) -> None:
+        """The source changed while read: new metadata, content from offset 0."""
+        incoming = self._incoming(entry.id)
+        planned = incoming.entry
+        if entry.path != planned.path or entry.kind != pb.ENTRY_KIND_FILE:
+            raise BadRequest(f"restart of {display(planned.path)} names another file")
+        self._guard(incoming, incoming.partial.restart)
+        incoming.entry = entry
+        self._statements.append(
+            Journal.put_partial(Partial.fresh(entry, incoming.partial.tmp_name))
+        )
 
     def _end(self, end: pb.FileEnd) -> None:
         if end.file_id in self._failed:
@@ -91,6 +108,9 @@ class IncomingStream:
         entry, partial = incoming.entry, incoming.partial
         if end.size != entry.size:
             raise BadRequest(f"{display(entry.path)}: ends at {end.size}, planned {entry.size}")
+        if end.unchanged:
+            self._keep_live(incoming, end)
+            return
 
         def complete() -> None:
             if not partial.complete(end.size, end.xxh3_128):
@@ -102,24 +122,54 @@ class IncomingStream:
             self._to_publish.append(incoming)
             self._group.add(files=1)
 
-    def _drop(self, file_id: int) -> None:
+    def _keep_live(self, incoming: _Incoming, end: pb.FileEnd) -> None:
+        """Every block matched: the live file stays, with the entry's metadata."""
+        entry = incoming.entry
+
+        def keep() -> None:
+            if not self._writer.keep_live(entry.path, entry, end.xxh3_128):
+                raise CorruptData(f"{display(entry.path)}: changed on the target during the run")
+
+        if self._guard(incoming, keep):
+            del self._open[entry.id]
+            incoming.partial.discard()
+            self._kept.append(entry)
+            self._group.add(files=1)
+
+    def _abandon(self, file_id: int) -> None:
+        """The sender gave up on the file: its partial content goes."""
         incoming = self._open.pop(file_id, None)
-        if incoming is not None:
+        if incoming is None:
+            planned = self._journal.pending_file(self.session.id, file_id)
+            if planned is None:
+                return
+            entry = planned[0]
+            partial = self._journal.partial(entry.path)
+            if partial is not None:
+                self._writer.remove_temp(entry.path, partial.temp_name)
+        else:
+            entry = incoming.entry
             incoming.partial.discard()
         self._failed.add(file_id)
+        self._journal.transaction([Journal.drop_partial(entry.path)])
 
     def _incoming(self, file_id: int) -> _Incoming:
         incoming = self._open.get(file_id)
         if incoming is not None:
             return incoming
-        planned = self.session.journal.pending_file(self.session.id, file_id)
+        planned = self._journal.pending_file(self.session.id, file_id)
         if planned is None:
             raise BadRequest(f"file id {file_id} was not planned for sending")
+        entry, delta = planned
+        partial = self._journal.partial(entry.path)
+        if partial is None:
+            raise BadRequest(f"{display(entry.path)}: no partial file planned")
         if len(self._open) >= MAX_OPEN_FILES:
             raise OverLimit(f"more than {MAX_OPEN_FILES} files open on one stream")
-        entry, temp = planned
-        partial = self._writer.create_partial(entry.path, temp)
-        incoming = self._open[file_id] = _Incoming(entry, partial)
+        opened = self._writer.open_partial(
+            entry.path, partial.temp_name, resume_from=partial.durable_offset, with_base=delta
+        )
+        incoming = self._open[file_id] = _Incoming(entry, opened)
         return incoming
 
     def _guard(self, incoming: _Incoming, action: Callable[..., None], *args: object) -> bool:
@@ -132,12 +182,17 @@ class IncomingStream:
             fatal = fatal_for_session(exc, path)
             if fatal is not None:
                 raise fatal from exc
-            message = f"{path}: {exc.strerror}"
-            self.session.warn(message)
-            self._acks.append(pb.FileAck(file_id=incoming.entry.id, error=message))
-            self._drop(incoming.entry.id)
-            self.session.journal.set_states(self.session.id, [(incoming.entry.id, FAILED)])
+            self._fail(incoming.entry, f"{path}: {exc.strerror}")
+            self._open.pop(incoming.entry.id, None)
+            incoming.partial.discard()
             return False
+
+    def _fail(self, entry: pb.Entry, message: str) -> None:
+        self.session.warn(message)
+        self._acks.append(pb.FileAck(file_id=entry.id, error=message))
+        self._failed.add(entry.id)
+        # Its partial row stays: Finish removes the temporary file with the rest.
+        self._statements.append(Journal.set_state(self.session.id, entry.id, FAILED))
 
     # -- durability -------------------------------------------------------------
 
@@ -147,20 +202,23 @@ class IncomingStream:
         published = self._publish()
         if published:
             syncfs(self.session.root.fd)  # the renames themselves
-            self.session.journal.set_states(
-                self.session.id, [(i.entry.id, COMMITTED) for i in published]
-            )
+        done = [*(i.entry for i in published), *self._kept]
+        statements = self._statements
+        for entry in done:
+            statements.append(Journal.set_state(self.session.id, entry.id, COMMITTED))
+            statements.append(Journal.drop_partial(entry.path))
+        statements += [
+            Journal.set_durable(i.entry.path, i.partial.written_to) for i in self._open.values()
+        ]
+        self._journal.transaction(statements)
         acks = self._acks
-        self._acks = []
-        acks.extend(
-            pb.FileAck(file_id=i.entry.id, durable_offset=i.entry.size, committed=True)
-            for i in published
-        )
-        acks.extend(
+        acks += [pb.FileAck(file_id=e.id, durable_offset=e.size, committed=True) for e in done]
+        acks += [
             pb.FileAck(file_id=i.entry.id, durable_offset=i.partial.written_to)
             for i in self._open.values()
-        )
-        self.session.record_progress(committed=len(published), durable_bytes=self._group.raw_bytes)
+        ]
+        self.session.record_progress(committed=len(done), durable_bytes=self._group.raw_bytes)
+        self._statements, self._acks, self._kept = [], [], []
         self._group.reset()
         return pb.TransferResponse(acks=acks, raw_bytes_durable=self._raw_received)
 
@@ -175,10 +233,7 @@ class IncomingStream:
                 fatal = fatal_for_session(exc, path)
                 if fatal is not None:
                     raise fatal from exc
-                self.session.warn(f"{path}: {exc.strerror}")
-                self._acks.append(
-                    pb.FileAck(file_id=incoming.entry.id, error=f"{path}: {exc.strerror}")
-                )
+                self._fail(incoming.entry, f"{path}: {exc.strerror}")
         self._to_publish = []
         return published
 
@@ -187,9 +242,10 @@ class IncomingStream:
         self._writer.close()
 
     def abort(self) -> None:
-        """End a broken stream: drop what was not made durable and published."""
+        """End a broken stream. Partial files stay, to resume from their durable offsets."""
         for incoming in [*self._open.values(), *self._to_publish]:
-            incoming.partial.discard()
+            incoming.partial.close()
+            incoming.partial.release_directory()
         self._open.clear()
         self._to_publish.clear()
         self._writer.close()

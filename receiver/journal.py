@@ -1,10 +1,15 @@
 """The receiver's journal: SQLite in WAL mode in the state directory.
 
 It holds each session's manifest (entries that still need work: files to be
-sent, directories whose metadata comes last, hardlinks), so memory stays flat
-whatever the tree size. A file's temporary name is chosen and recorded when it
-is planned, in the same transaction as the rest of its batch, before the file
-exists: a crash leaves no temporary file the next start does not know about.
+sent, directories whose metadata comes last, hardlinks; with --delete, every
+path named), so memory stays flat whatever the tree size; and the partial
+files, each with its temporary name, the source fingerprint it was started
+from and its durable offset, so an interrupted transfer resumes where the
+acknowledgements stopped.
+
+A partial file's row is written before the file exists, in the same
+transaction as its plan batch: no temporary file is ever unknown to the
+journal.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
@@ -28,9 +34,22 @@ CREATE TABLE IF NOT EXISTS entry (
     id INTEGER NOT NULL,
     kind INTEGER NOT NULL,
     state INTEGER NOT NULL,
+    delta INTEGER NOT NULL,
     data BLOB NOT NULL,
-    temp_name BLOB,
     PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS named (
+    session TEXT NOT NULL,
+    path BLOB NOT NULL,
+    PRIMARY KEY (session, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partial (
+    path BLOB PRIMARY KEY,
+    temp_name BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    durable_offset INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -38,6 +57,33 @@ CREATE TABLE IF NOT EXISTS entry (
 PENDING = 0
 COMMITTED = 1
 FAILED = 2
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A file being received: where it is and how far it is durable."""
+
+    path: bytes
+    temp_name: bytes
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    durable_offset: int
+
+    def started_from(self, entry: pb.Entry) -> bool:
+        """Whether the source is still the one this partial file was started from."""
+        return (self.size, self.mtime_ns, self.ctime_ns) == (
+            entry.size,
+            entry.mtime_ns,
+            entry.ctime_ns,
+        )
+
+    @classmethod
+    def fresh(cls, entry: pb.Entry, temp_name: bytes) -> Partial:
+        return cls(entry.path, temp_name, entry.size, entry.mtime_ns, entry.ctime_ns, 0)
+
+
+Statement = tuple[str, tuple[object, ...]]
 
 
 class Journal:
@@ -62,7 +108,7 @@ class Journal:
         with self._lock:
             self._db.close()
 
-    def _transaction(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
+    def transaction(self, statements: Iterable[Statement]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -73,10 +119,14 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     # -- sessions ---------------------------------------------------------------
 
     def open_session(self, session_id: str, source: str, now_ns: int) -> None:
-        self._transaction(
+        self.transaction(
             [
                 (
                     "INSERT INTO session (id, source, started_ns) VALUES (?, ?, ?)",
@@ -86,48 +136,49 @@ class Journal:
         )
 
     def finish_session(self, session_id: str, now_ns: int) -> None:
-        self._transaction(
+        self.transaction(
             [
                 ("UPDATE session SET finished_ns = ? WHERE id = ?", (now_ns, session_id)),
                 ("DELETE FROM entry WHERE session = ?", (session_id,)),
+                ("DELETE FROM named WHERE session = ?", (session_id,)),
             ]
         )
 
     def forget_unfinished_sessions(self) -> None:
-        """Drop manifests of sessions a previous process left open."""
-        self._transaction([("DELETE FROM entry", ())])
+        """Drop manifests of sessions a previous process left open; partials stay."""
+        self.transaction([("DELETE FROM entry", ()), ("DELETE FROM named", ())])
 
     # -- entries ----------------------------------------------------------------
 
-    def add_entries(
-        self, session_id: str, entries: Iterable[tuple[pb.Entry, bytes | None]]
-    ) -> None:
-        """Record (entry, temporary name or None) pairs in one transaction."""
-        self._transaction(
-            (
-                "INSERT OR REPLACE INTO entry (session, id, kind, state, data, temp_name)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, e.id, e.kind, PENDING, e.SerializeToString(), temp),
-            )
-            for e, temp in entries
+    @staticmethod
+    def add_entry(session_id: str, entry: pb.Entry, *, delta: bool = False) -> Statement:
+        return (
+            "INSERT OR REPLACE INTO entry (session, id, kind, state, delta, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (session_id, entry.id, entry.kind, PENDING, delta, entry.SerializeToString()),
         )
 
-    def pending_file(self, session_id: str, entry_id: int) -> tuple[pb.Entry, bytes] | None:
-        """A file planned for sending and not yet done, with its temporary name."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data, temp_name FROM entry"
-                " WHERE session = ? AND id = ? AND state = ? AND kind = ?",
-                (session_id, entry_id, PENDING, pb.ENTRY_KIND_FILE),
-            ).fetchone()
-        return None if row is None else (pb.Entry.FromString(row[0]), bytes(row[1]))
+    @staticmethod
+    def name_path(session_id: str, path: bytes) -> Statement:
+        return ("INSERT OR IGNORE INTO named (session, path) VALUES (?, ?)", (session_id, path))
 
-    def set_states(self, session_id: str, states: Iterable[tuple[int, int]]) -> None:
-        """Record (entry id, state) pairs in one transaction."""
-        self._transaction(
-            ("UPDATE entry SET state = ? WHERE session = ? AND id = ?", (state, session_id, id_))
-            for id_, state in states
+    @staticmethod
+    def set_state(session_id: str, entry_id: int, state: int) -> Statement:
+        return (
+            "UPDATE entry SET state = ? WHERE session = ? AND id = ?",
+            (state, session_id, entry_id),
         )
+
+    def pending_file(self, session_id: str, entry_id: int) -> tuple[pb.Entry, bool] | None:
+        """A file planned for sending and not yet done, and whether it goes by delta."""
+        rows = self._rows(
+            "SELECT data, delta FROM entry WHERE session = ? AND id = ? AND state = ? AND kind = ?",
+            (session_id, entry_id, PENDING, pb.ENTRY_KIND_FILE),
+        )
+        if not rows:
+            return None
+        data, delta = rows[0]
+        return pb.Entry.FromString(data), bool(delta)  # type: ignore[arg-type]
 
     def pending(self, session_id: str, kind: int, *, deepest_first: bool) -> Iterator[pb.Entry]:
         """Pending entries of one kind, in manifest order or its reverse.
@@ -135,38 +186,69 @@ class Journal:
         The manifest is in walk order, a directory before its contents, so
         the reverse visits every directory after everything inside it.
         """
-        order = "DESC" if deepest_first else "ASC"
-        last = None
+        order, beyond = ("DESC", "<") if deepest_first else ("ASC", ">")
+        last: int | None = None
         while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT id, data FROM entry WHERE session = ? AND kind = ? AND state = ?"
-                    + ("" if last is None else f" AND id {'<' if deepest_first else '>'} ?")
-                    + f" ORDER BY id {order} LIMIT 1000",
-                    (session_id, kind, PENDING) + (() if last is None else (last,)),
-                ).fetchall()
+            sql = "SELECT id, data FROM entry WHERE session = ? AND kind = ? AND state = ?"
+            params: tuple[object, ...] = (session_id, kind, PENDING)
+            if last is not None:
+                sql += f" AND id {beyond} ?"
+                params += (last,)
+            rows = self._rows(sql + f" ORDER BY id {order} LIMIT 1000", params)
             if not rows:
                 return
             for row_id, data in rows:
-                yield pb.Entry.FromString(data)
-                last = row_id
+                yield pb.Entry.FromString(data)  # type: ignore[arg-type]
+                last = row_id  # type: ignore[assignment]
 
-    def count(self, session_id: str, state: int | None = None) -> int:
-        sql = "SELECT count(*) FROM entry WHERE session = ? AND kind = ?"
-        params: tuple[object, ...] = (session_id, pb.ENTRY_KIND_FILE)
-        if state is not None:
-            sql += " AND state = ?"
-            params += (state,)
-        with self._lock:
-            return int(self._db.execute(sql, params).fetchone()[0])
+    def is_named(self, session_id: str, path: bytes) -> bool:
+        return bool(
+            self._rows("SELECT 1 FROM named WHERE session = ? AND path = ?", (session_id, path))
+        )
 
-    # -- temporary files --------------------------------------------------------
+    # -- partial files ----------------------------------------------------------
 
-    def leftover_temp_files(self) -> list[tuple[bytes, bytes]]:
-        """(path, temporary name) of every file planned but not committed."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT data, temp_name FROM entry WHERE temp_name IS NOT NULL AND state != ?",
-                (COMMITTED,),
-            ).fetchall()
-        return [(pb.Entry.FromString(data).path, bytes(temp)) for data, temp in rows]
+    @staticmethod
+    def put_partial(partial: Partial) -> Statement:
+        return (
+            "INSERT OR REPLACE INTO partial VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                partial.path,
+                partial.temp_name,
+                partial.size,
+                partial.mtime_ns,
+                partial.ctime_ns,
+                partial.durable_offset,
+            ),
+        )
+
+    @staticmethod
+    def set_durable(path: bytes, offset: int) -> Statement:
+        return ("UPDATE partial SET durable_offset = ? WHERE path = ?", (offset, path))
+
+    @staticmethod
+    def drop_partial(path: bytes) -> Statement:
+        return ("DELETE FROM partial WHERE path = ?", (path,))
+
+    def partial(self, path: bytes) -> Partial | None:
+        rows = self._rows("SELECT * FROM partial WHERE path = ?", (path,))
+        return _partial(rows[0]) if rows else None
+
+    def partials(self) -> Iterator[Partial]:
+        """Every partial file, in path order, without holding them all in memory."""
+        last = b""
+        while True:
+            rows = self._rows(
+                "SELECT * FROM partial WHERE path > ? ORDER BY path LIMIT 1000", (last,)
+            )
+            if not rows:
+                return
+            for row in rows:
+                partial = _partial(row)
+                yield partial
+                last = partial.path
+
+
+def _partial(row: tuple[object, ...]) -> Partial:
+    path, temp, size, mtime, ctime, durable = row
+    return Partial(bytes(path), bytes(temp), int(size), int(mtime), int(ctime), int(durable))  # type: ignore[arg-type,call-overload]

@@ -10,16 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import grpc_config
+from common.excludes import ExcludeRuleError, ExcludeRules
 from common.frame_codec import FrameDecoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
-from common.relpath import display
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from receiver import durability
-from receiver.beneath import DirCache, RootDir
-from receiver.faults import OverLimit, UnknownSession
+from receiver.beneath import RootDir
+from receiver.faults import BadRequest, OverLimit, UnknownSession
 from receiver.incoming import IncomingStream
 from receiver.journal import Journal
-from receiver.session import Session
+from receiver.session import Session, SessionOptions
 
 log = logging.getLogger(__name__)
 
@@ -36,38 +36,33 @@ class Receiver:
         self._sessions: dict[str, Session] = {}
         self._latest: str = ""
         self._lock = threading.Lock()
-        self._remove_leftovers()
+        # Partial files stay for resuming; manifests of dead sessions go.
+        self.journal.forget_unfinished_sessions()
 
     def close(self) -> None:
         self.journal.close()
         self.root.close()
 
-    def _remove_leftovers(self) -> None:
-        """Remove temporary files a previous process left, then its manifests."""
-        dirs = DirCache(self.root)
-        removed = 0
-        for path, temp in self.journal.leftover_temp_files():
-            try:
-                dir_fd, _ = dirs.parent_of(path)
-                os.unlink(temp, dir_fd=dir_fd)
-                removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning(
-                    "cannot remove a leftover temporary file beside %s: %s", display(path), exc
-                )
-        dirs.clear()
-        self.journal.forget_unfinished_sessions()
-        if removed:
-            log.info("removed %d temporary files left by an interrupted run", removed)
-
     # -- sessions ---------------------------------------------------------------
 
     def hello(self, request: pb.HelloRequest) -> pb.HelloResponse:
+        try:
+            rules = ExcludeRules.from_wire(request.exclude_rules)
+        except ExcludeRuleError as exc:
+            raise BadRequest(str(exc)) from exc
+        options = SessionOptions(
+            rules=rules,
+            mirror_deletions=request.mirror_deletions,
+            compare_content=request.compare_content,
+        )
         session_id = secrets.token_hex(8)
         session = Session(
-            session_id, self.root, self.journal, as_root=self.as_root, clock_ns=self._clock_ns
+            session_id,
+            self.root,
+            self.journal,
+            options=options,
+            as_root=self.as_root,
+            clock_ns=self._clock_ns,
         )
         self.journal.open_session(session_id, request.source_hostname, self._clock_ns())
         with self._lock:

@@ -9,16 +9,21 @@ directory's mtime.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from common.block_delta import block_hashes, block_size_for
+from common.excludes import ExcludeRules
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display, split_relpath
 from receiver.beneath import RootDir
 from receiver.faults import BadRequest, fatal_for_session
-from receiver.journal import FAILED, Journal
+from receiver.journal import Journal, Partial, Statement
+from receiver.mirror import extraneous, remove_unprotected
 from receiver.tree import TreeWriter, temp_name
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,15 @@ _SPECIAL_KINDS = {
     pb.ENTRY_KIND_BLOCK_DEVICE,
     pb.ENTRY_KIND_FIFO,
 }
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What the sender asked for in Hello."""
+
+    rules: ExcludeRules
+    mirror_deletions: bool = False
+    compare_content: bool = False
 
 
 @dataclass
@@ -54,10 +68,12 @@ class Session:
         root: RootDir,
         journal: Journal,
         *,
+        options: SessionOptions,
         as_root: bool,
         clock_ns: Callable[[], int],
     ) -> None:
         self.id = session_id
+        self.options = options
         self.root = root
         self.journal = journal
         self.as_root = as_root
@@ -84,45 +100,74 @@ class Session:
     def plan(self, entries: Sequence[pb.Entry], writer: TreeWriter) -> list[pb.Decision]:
         if len(entries) > MAX_ENTRIES_PER_BATCH:
             raise BadRequest(f"{len(entries)} entries in one batch, over {MAX_ENTRIES_PER_BATCH}")
-        decisions = []
-        deferred: list[tuple[pb.Entry, bytes | None]] = []
-        for entry in entries:
-            decision, record = self._decide(entry, writer)
-            decisions.append(decision)
-            if record is not None:
-                deferred.append(record)
-        # One transaction per batch; the files' temporary names are on disk
-        # in the journal before the sender is told to send them.
-        self.journal.add_entries(self.id, deferred)
-        sends = sum(d.action == pb.ACTION_SEND for d in decisions)
+        statements: list[Statement] = []
+        decisions = [self._decide(entry, writer, statements) for entry in entries]
+        if self.options.mirror_deletions:
+            statements += [Journal.name_path(self.id, e.path) for e in entries]
+        # One transaction per batch; a file's temporary name is in the journal
+        # before the sender is told to send it.
+        self.journal.transaction(statements)
+        sends = sum(d.action in (pb.ACTION_SEND, pb.ACTION_DELTA) for d in decisions)
         with self._lock:
             self.progress.entries_planned += len(entries)
             self.progress.files_to_send += sends
         return decisions
 
     def _decide(
-        self, entry: pb.Entry, writer: TreeWriter
-    ) -> tuple[pb.Decision, tuple[pb.Entry, bytes | None] | None]:
+        self, entry: pb.Entry, writer: TreeWriter, statements: list[Statement]
+    ) -> pb.Decision:
         _validate(entry)
         try:
             if entry.kind == pb.ENTRY_KIND_DIRECTORY:
                 writer.ensure_directory(entry.path)
-                return _decision(entry, pb.ACTION_DONE), (entry, None)
+                statements.append(Journal.add_entry(self.id, entry))
+                return _decision(entry, pb.ACTION_DONE)
             if entry.kind in _SPECIAL_KINDS:
                 writer.place_special(entry)
-                return _decision(entry, pb.ACTION_DONE), None
+                return _decision(entry, pb.ACTION_DONE)
             if entry.kind == pb.ENTRY_KIND_HARDLINK:
-                return _decision(entry, pb.ACTION_DONE), (entry, None)
-            if writer.file_is_current(entry):
-                return _decision(entry, pb.ACTION_SKIP), None
-            return _decision(entry, pb.ACTION_SEND), (entry, temp_name())
+                statements.append(Journal.add_entry(self.id, entry))
+                return _decision(entry, pb.ACTION_DONE)
+            return self._plan_file(entry, writer, statements)
         except OSError as exc:
             fatal = fatal_for_session(exc, display(entry.path))
             if fatal is not None:
                 raise fatal from exc
             message = f"{display(entry.path)}: {exc.strerror}"
             self.warn(message)
-            return pb.Decision(id=entry.id, action=pb.ACTION_FAILED, error=message), None
+            return pb.Decision(id=entry.id, action=pb.ACTION_FAILED, error=message)
+
+    def _plan_file(
+        self, entry: pb.Entry, writer: TreeWriter, statements: list[Statement]
+    ) -> pb.Decision:
+        """Skip a current file; otherwise resume it, or start it, by delta if one is held."""
+        if not self.options.compare_content and writer.file_is_current(entry):
+            return _decision(entry, pb.ACTION_SKIP)
+        decision = _decision(entry, pb.ACTION_SEND)
+        partial = self.journal.partial(entry.path)
+        if partial is not None and self._resumable(partial, entry, writer):
+            decision.resume_offset = partial.durable_offset
+        else:
+            if partial is not None:
+                writer.remove_temp(entry.path, partial.temp_name)
+            statements.append(Journal.put_partial(Partial.fresh(entry, temp_name())))
+        base = writer.live_file(entry.path) if entry.size else None
+        if base is not None:
+            try:
+                _offer_delta(decision, base, entry.size)
+            finally:
+                os.close(base)
+        statements.append(
+            Journal.add_entry(self.id, entry, delta=decision.action == pb.ACTION_DELTA)
+        )
+        return decision
+
+    @staticmethod
+    def _resumable(partial: Partial, entry: pb.Entry, writer: TreeWriter) -> bool:
+        if not partial.started_from(entry):
+            return False  # the source changed since: its durable prefix is stale
+        held = writer.temp_size(entry.path, partial.temp_name)
+        return held is not None and held >= partial.durable_offset
 
     # -- finishing --------------------------------------------------------------
 
@@ -133,6 +178,9 @@ class Session:
         and acknowledgements.
         """
         response = pb.FinishResponse()
+        self._remove_partials(writer)
+        if self.options.mirror_deletions:
+            response.deleted = self._delete_extraneous(writer, response)
         response.hardlinks = self._apply_each(
             pb.ENTRY_KIND_HARDLINK, False, lambda e: writer.link(e.path, e.link_target), response
         )
@@ -144,6 +192,33 @@ class Session:
             self.progress.finished = True
         return response
 
+    def _remove_partials(self, writer: TreeWriter) -> None:
+        """A finished session leaves no temporary file: what was not completed goes."""
+        dropped = []
+        for partial in self.journal.partials():
+            writer.remove_temp(partial.path, partial.temp_name)
+            dropped.append(Journal.drop_partial(partial.path))
+        self.journal.transaction(dropped)
+
+    def _delete_extraneous(self, writer: TreeWriter, response: pb.FinishResponse) -> int:
+        deleted = 0
+        dirs = writer.dirs
+        named = functools.partial(self.journal.is_named, self.id)
+        for path, is_dir in extraneous(dirs, named, self.options.rules):
+            try:
+                deleted += remove_unprotected(dirs, path, is_dir, self.options.rules)
+            except OSError as exc:
+                fatal = fatal_for_session(exc, display(path))
+                if fatal is not None:
+                    raise fatal from exc
+                message = f"cannot delete {display(path)}: {exc.strerror}"
+                self.warn(message)
+                response.warnings.append(message)
+                response.failed += 1
+            if is_dir:
+                self.root.layout_changed()
+        return deleted
+
     def _apply_each(
         self,
         kind: int,
@@ -152,7 +227,6 @@ class Session:
         response: pb.FinishResponse,
     ) -> int:
         done = 0
-        failed = []
         for entry in self.journal.pending(self.id, kind, deepest_first=deepest_first):
             try:
                 apply(entry)
@@ -165,13 +239,23 @@ class Session:
                 self.warn(message)
                 response.warnings.append(message)
                 response.failed += 1
-                failed.append((entry.id, FAILED))
-        self.journal.set_states(self.id, failed)
         return done
 
 
 def _decision(entry: pb.Entry, action: pb.Action) -> pb.Decision:
     return pb.Decision(id=entry.id, action=action)
+
+
+def _offer_delta(decision: pb.Decision, base: int, size: int) -> None:
+    """Turn a send into a delta against the version held, if it has content."""
+    base_size = os.fstat(base).st_size
+    if not base_size:
+        return
+    block_size = block_size_for(max(base_size, size))
+    decision.action = pb.ACTION_DELTA
+    decision.block_size = block_size
+    decision.base_size = base_size
+    decision.block_hashes.extend(block_hashes(base, base_size, block_size))
 
 
 def _validate(entry: pb.Entry) -> None:

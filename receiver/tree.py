@@ -13,14 +13,17 @@ import os
 import secrets
 import stat
 
-from common.content_hash import FileDigest
+from common.content_hash import FileDigest, file_digest
+from common.extents import read_extents
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import split_relpath
-from receiver.beneath import DirCache, RootDir, proc_path
+from receiver.beneath import DirCache, NotADirectoryOnPath, RootDir, proc_path
 from receiver.metadata import apply_metadata, metadata_matches, read_xattrs
 
 _NEW_DIR_MODE = 0o700  # the real mode is applied in Finish, after the contents
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Read and write: a resumed file's durable prefix is read back to hash it.
+_OPEN_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_ONLY_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_PREFIX = b".cvm-migrate."
 _TEMP_SUFFIX = b".tmp"
 
@@ -52,42 +55,93 @@ def _is_zeros(data: bytes) -> bool:
     return data[:1] == b"\0" and data[-1:] == b"\0" and data == bytes(len(data))
 
 
-class PartialFile:
-    """A file being received under a temporary name beside its live name."""
+# Runs read back from disk (a resumed prefix, a delta's unchanged blocks).
+_READ_STEP = 1 << 20
 
-    def __init__(self, dir_fd: int, live_name: bytes, tmp_name: bytes) -> None:
+
+class PartialFile:
+    """A file being received under a temporary name beside its live name.
+
+    Everything before `written_to` is in the temporary file: content sent,
+    holes, or (for a delta) content taken from `base`, the live version.
+    The whole-file hash is computed on the way, so `complete` can check it.
+    """
+
+    def __init__(
+        self,
+        dir_fd: int,
+        live_name: bytes,
+        tmp_name: bytes,
+        *,
+        resume_from: int = 0,
+        base: int | None = None,
+    ) -> None:
         # The directory descriptor is our own: DirCache only lends its ones.
         self.dir_fd = os.dup(dir_fd)
         self.live_name = live_name
         self.tmp_name = tmp_name
-        try:
-            self.fd = os.open(tmp_name, _NEW_FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
-        except BaseException:
-            os.close(self.dir_fd)
-            raise
+        self.base = base
+        self.fd = -1
         self.digest = FileDigest()
+        try:
+            flags = _OPEN_TEMP_FLAGS | (0 if resume_from else os.O_TRUNC)
+            self.fd = os.open(tmp_name, flags, 0o600, dir_fd=self.dir_fd)
+            if resume_from:
+                self._resume(resume_from)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _resume(self, offset: int) -> None:
+        """Keep the durable prefix: drop what lies past it, hash what lies before."""
+        os.ftruncate(self.fd, offset)
+        for position, data in read_extents(self.fd, 0, offset, _READ_STEP):
+            self.digest.update_at(position, data)
+        self.digest.zero_fill_to(offset)
 
     @property
     def written_to(self) -> int:
-        """Every byte before this offset has been written (or is a hole)."""
         return self.digest.position
 
     def write(self, offset: int, data: bytes) -> None:
         """Write a run at `offset`; all-zero runs are left as holes."""
+        self._take_from_base(offset)
         self.digest.update_at(offset, data)
         if not _is_zeros(data):
             os.pwrite(self.fd, data, offset)
 
+    def restart(self) -> None:
+        """The source changed while read: start again, empty, without a base."""
+        os.ftruncate(self.fd, 0)
+        self.digest = FileDigest()
+        if self.base is not None:
+            os.close(self.base)
+            self.base = None
+
     def complete(self, size: int, expected_digest: bytes) -> bool:
-        """Extend to `size` and check the whole content's hash."""
+        """Fill in to `size` and check the whole content's hash."""
+        self._take_from_base(size)
         self.digest.zero_fill_to(size)
         os.ftruncate(self.fd, size)
         return self.digest.digest() == expected_digest
+
+    def _take_from_base(self, end: int) -> None:
+        """Copy the base's content in [written_to, end): the blocks not sent."""
+        if self.base is None or end <= self.written_to:
+            return
+        for position, data in read_extents(self.base, self.written_to, end, _READ_STEP):
+            self.digest.update_at(position, data)
+            if not _is_zeros(data):
+                # In the kernel, and a reflink where the filesystem can.
+                os.copy_file_range(self.base, self.fd, len(data), position, position)
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.base is not None:
+            os.close(self.base)
+            self.base = None
 
     def discard(self) -> None:
         """Close and remove the temporary file."""
@@ -112,6 +166,10 @@ class TreeWriter:
         self.root = root
         self.as_root = as_root
         self._dirs = DirCache(root)
+
+    @property
+    def dirs(self) -> DirCache:
+        return self._dirs
 
     def close(self) -> None:
         self._dirs.clear()
@@ -203,9 +261,57 @@ class TreeWriter:
             os.close(fd)
         return True
 
-    def create_partial(self, path: bytes, tmp_name: bytes) -> PartialFile:
+    def live_file(self, path: bytes) -> int | None:
+        """A read-only descriptor of the regular file at `path`, if there is one."""
         dir_fd, name = self._dirs.parent_of(path)
-        return PartialFile(dir_fd, name, tmp_name)
+        try:
+            fd = os.open(name, _READ_ONLY_FLAGS, dir_fd=dir_fd)
+        except (FileNotFoundError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ELOOP:
+                return None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)  # a directory, device or FIFO (never opened for reading)
+            return None
+        return fd
+
+    def open_partial(
+        self, path: bytes, tmp_name: bytes, *, resume_from: int, with_base: bool
+    ) -> PartialFile:
+        """The temporary file for `path`, fresh or resumed; with the live version as base."""
+        base = self.live_file(path) if with_base else None
+        dir_fd, name = self._dirs.parent_of(path)
+        return PartialFile(dir_fd, name, tmp_name, resume_from=resume_from, base=base)
+
+    def temp_size(self, path: bytes, tmp_name: bytes) -> int | None:
+        """The size of a temporary file beside `path`, None if it is not there."""
+        try:
+            dir_fd, _ = self._dirs.parent_of(path)
+            st = _lstat(dir_fd, tmp_name)
+        except NotADirectoryOnPath:
+            return None
+        return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+
+    def remove_temp(self, path: bytes, tmp_name: bytes) -> None:
+        """Remove a temporary file left beside `path`; gone already is fine."""
+        try:
+            dir_fd, _ = self._dirs.parent_of(path)
+            os.unlink(tmp_name, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryOnPath):
+            pass
+
+    def keep_live(self, path: bytes, entry: pb.Entry, expected_digest: bytes) -> bool:
+        """Apply the entry's metadata to the live file if its content hashes as expected."""
+        fd = self.live_file(path)
+        if fd is None:
+            return False
+        try:
+            if file_digest(fd, os.fstat(fd).st_size) != expected_digest:
+                return False
+            apply_metadata(fd, entry, is_symlink=False, as_root=self.as_root)
+            return True
+        finally:
+            os.close(fd)
 
     def commit(self, partial: PartialFile, entry: pb.Entry) -> None:
         """Apply metadata and close; the caller syncs, then calls `publish`."""

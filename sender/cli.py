@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=SOFTWARE_VERSION)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="migrate SRC to a receiver")
+    run.set_defaults(func=command_run)
     run.add_argument(
         "source", metavar="SRC", type=Path, help="the tree to migrate (e.g. / or /host)"
     )
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-default-excludes",
         action="store_true",
         help="do not apply go2tencentcloud's rsync_excludes_linux.txt",
+    )
+    run.add_argument(
+        "--delete", action="store_true", help="remove from the target what SRC no longer has"
+    )
+    run.add_argument(
+        "--checksum", "-c", action="store_true", help="compare content hashes, not size and mtime"
     )
     run.add_argument(
         "--one-file-system", "-x", action="store_true", help="do not cross filesystem boundaries"
@@ -179,6 +186,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         chunk_bytes=chunk_bytes,
         compress_level=args.compress_level,
         window_bytes=DEFAULT_WINDOW_MIB * grpc_config.MiB,
+        delete=args.delete,
+        checksum=args.checksum,
     )
 
 
@@ -209,7 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return command_run(args)
+    try:
+        return int(args.func(args))
+    except MigrateError as exc:
+        print(f"cvm-migrate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"cvm-migrate: error: {Interrupted('SIGINT')}", file=sys.stderr)
+        return Interrupted.exit_code
 
 
 if __name__ == "__main__":

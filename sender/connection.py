@@ -45,12 +45,14 @@ class ReceiverClient:
     def close(self) -> None:
         self._channel.close()
 
-    def hello(self) -> pb.HelloResponse:
-        request = pb.HelloRequest(
-            protocol_version=PROTOCOL_VERSION,
-            sender_version=SOFTWARE_VERSION,
-            source_hostname=socket.gethostname(),
-        )
+    def hello(self, options: pb.HelloRequest | None = None) -> pb.HelloResponse:
+        """Open a session; `options` carries rules and modes, versions are filled in."""
+        request = pb.HelloRequest()
+        if options is not None:
+            request.CopyFrom(options)
+        request.protocol_version = PROTOCOL_VERSION
+        request.sender_version = SOFTWARE_VERSION
+        request.source_hostname = socket.gethostname()
         return self._stub.Hello(
             request, metadata=self._metadata, timeout=HELLO_TIMEOUT_S, wait_for_ready=True
         )

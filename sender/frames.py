@@ -23,6 +23,7 @@ class FrameBuilder:
         self._pieces: list[pb.Piece] = []
         self._ends: list[pb.FileEnd] = []
         self._abandoned: list[int] = []
+        self._restarts: list[pb.Entry] = []
 
     @property
     def room(self) -> int:
@@ -36,7 +37,10 @@ class FrameBuilder:
         return len(self._raw)
 
     def is_empty(self) -> bool:
-        return not (self._pieces or self._ends or self._abandoned)
+        return not (self._pieces or self._ends or self._abandoned or self._restarts)
+
+    def has_pieces(self) -> bool:
+        return bool(self._pieces)
 
     def add_piece(self, file_id: int, offset: int, data: bytes) -> None:
         self._pieces.append(
@@ -50,9 +54,16 @@ class FrameBuilder:
     def abandon(self, file_id: int) -> None:
         self._abandoned.append(file_id)
 
+    def restart(self, entry: pb.Entry) -> None:
+        """Content of `entry` starts again at 0; the receiver applies this before the frame,
+        so the frame must hold no piece of the file's earlier attempt."""
+        self._restarts.append(entry)
+
     def take(self) -> pb.TransferRequest:
         """The message for everything added since the last take; then start afresh."""
-        request = pb.TransferRequest(ends=self._ends, abandoned_file_ids=self._abandoned)
+        request = pb.TransferRequest(
+            ends=self._ends, abandoned_file_ids=self._abandoned, restarts=self._restarts
+        )
         if self._pieces:
             encoding, payload = self._encoder.encode(bytes(self._raw))
             request.frame.CopyFrom(
@@ -67,4 +78,5 @@ class FrameBuilder:
         self._pieces = []
         self._ends = []
         self._abandoned = []
+        self._restarts = []
         return request

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from common.errors import ConfigError, MigrateError, ProtocolMismatch, SourceError
+from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.version import PROTOCOL_VERSION
 from sender.connection import Endpoint, ReceiverClient, translate
 from sender.planner import POLL_S, FileJob, Planner, manifest, put_unless_aborted
@@ -37,6 +38,17 @@ class RunOptions:
     chunk_bytes: int
     compress_level: int
     window_bytes: int
+    # rsync --delete: remove from the target what the source no longer has.
+    delete: bool = False
+    # rsync --checksum: compare content hashes instead of size and mtime.
+    checksum: bool = False
+
+    def hello_request(self) -> pb.HelloRequest:
+        return pb.HelloRequest(
+            exclude_rules=self.walk.rules.to_wire(),
+            mirror_deletions=self.delete,
+            compare_content=self.checksum,
+        )
 
 
 def source_root(source: Path) -> bytes:
@@ -57,7 +69,7 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
     control = ReceiverClient(options.endpoint)
     try:
         try:
-            hello = control.hello()
+            hello = control.hello(options.hello_request())
         except grpc.RpcError as exc:
             raise translate(exc, options.endpoint.address) from None
         if hello.protocol_version != PROTOCOL_VERSION:
@@ -79,7 +91,7 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
             raise translate(exc, options.endpoint.address) from None
         for warning in finish.warnings:
             stats.warn(warning)
-        stats.add(files_failed=finish.failed)
+        stats.add(files_failed=finish.failed, deleted=finish.deleted)
     finally:
         control.close()
 

@@ -38,7 +38,10 @@ class FileJob:
     relpath: bytes
     abspath: bytes
     planned: Fingerprint
+    # Where the receiver's durable copy ends: content before it is not sent.
     offset: int
+    # For ACTION_DELTA, the decision with the receiver's block hashes.
+    delta: pb.Decision | None = None
 
 
 def manifest(source: bytes, options: WalkOptions, stats: RunStats) -> Iterator[pb.Entry]:
@@ -138,7 +141,7 @@ class Planner:
         batch = self._in_flight.popleft()
         self._slots.release()
         for entry, decision in zip(batch, response.decisions, strict=True):
-            if decision.action == pb.ACTION_SEND:
+            if decision.action in (pb.ACTION_SEND, pb.ACTION_DELTA):
                 put_unless_aborted(
                     self._jobs,
                     FileJob(
@@ -147,6 +150,7 @@ class Planner:
                         abspath=os.path.join(self._source, entry.path),
                         planned=Fingerprint(entry.size, entry.mtime_ns, entry.ctime_ns),
                         offset=decision.resume_offset,
+                        delta=decision if decision.action == pb.ACTION_DELTA else None,
                     ),
                     self._abort,
                 )

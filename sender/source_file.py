@@ -1,20 +1,22 @@
-"""Reading one source file as pieces: holes skipped, changes detected.
+"""Reading one source file: holes skipped, changes detected, content hashed.
 
-Holes are found with SEEK_DATA/SEEK_HOLE and never read or sent. The file is
-checked before and after reading against what was planned, so content that
-changed underneath is never committed under the planned size and mtime.
+The file is checked before and after reading against the fingerprint it was
+planned with, so content that changed underneath is never committed under
+stale metadata. The whole-file hash covers every byte, holes as zeros,
+whatever part of the file is actually sent.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from common.content_hash import FileDigest
+from common.extents import data_extents, read_extents
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_HASH_STEP = 1 << 20
 
 
 class SourceChanged(Exception):
@@ -43,28 +45,8 @@ def open_source(abspath: bytes) -> int:
         return os.open(abspath, _OPEN_FLAGS)
 
 
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each run of data below `size`; the gaps are holes."""
-    position = 0
-    while position < size:
-        try:
-            start = os.lseek(fd, position, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole is left
-                return
-            if exc.errno == errno.EINVAL:  # no SEEK_DATA here: all data
-                yield position, size
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        position = end
-
-
 class SourceReader:
-    """Reads a planned file piece by piece, hashing the whole content on the way."""
+    """Reads a planned file, hashing the whole content on the way."""
 
     def __init__(self, fd: int, planned: Fingerprint) -> None:
         self.fd = fd
@@ -73,18 +55,32 @@ class SourceReader:
         if Fingerprint.of(os.fstat(fd)) != planned:
             raise SourceChanged("changed since it was planned")
 
-    def pieces(self, room: Callable[[], int]) -> Iterator[tuple[int, bytes]]:
-        """(offset, data) runs, each at most `room()` bytes when it is read."""
-        for start, end in data_extents(self.fd, self.planned.size):
-            position = start
-            while position < end:
-                length = min(end - position, room())
-                data = os.pread(self.fd, length, position)
-                if len(data) != length:
-                    raise SourceChanged("shrank while read")
-                self.digest.update_at(position, data)
+    def hash_prefix(self, end: int) -> None:
+        """Hash [0, end) without sending it: the receiver holds it already."""
+        for position, data in read_extents(self.fd, 0, end, _HASH_STEP):
+            self.digest.update_at(position, data)
+        self.digest.zero_fill_to(end)
+
+    def pieces(self, start: int, room: Callable[[], int]) -> Iterator[tuple[int, bytes]]:
+        """(offset, data) runs of data from `start`, each at most `room()` bytes."""
+        for run_start, run_end in data_extents(self.fd, start, self.planned.size):
+            position = run_start
+            while position < run_end:
+                data = self._read(position, min(run_end - position, room()))
                 yield position, data
-                position += length
+                position += len(data)
+
+    def blocks(self, block_size: int) -> Iterator[tuple[int, bytes]]:
+        """Every block of the file in order, holes read as zeros."""
+        for offset in range(0, self.planned.size, block_size):
+            yield offset, self._read(offset, min(block_size, self.planned.size - offset))
+
+    def _read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length:
+            raise SourceChanged("shrank while read")
+        self.digest.update_at(offset, data)
+        return data
 
     def finish(self) -> bytes:
         """The whole-file hash, once the file is known not to have changed."""

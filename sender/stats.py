@@ -20,11 +20,14 @@ class RunStats:
     files_transferred: int = 0
     files_skipped: int = 0
     files_failed: int = 0
+    files_resumed: int = 0
+    deleted: int = 0
     hardlinks: int = 0
     sockets_skipped: int = 0
     bytes_total: int = 0  # apparent size of the regular files in the plan
     bytes_sent_raw: int = 0  # file bytes carried in this run, uncompressed
     bytes_sent_wire: int = 0  # frame payload bytes on the wire
+    bytes_resumed: int = 0  # file bytes the receiver already held from an earlier run
     warnings_count: int = 0
     warnings: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -54,12 +57,15 @@ class RunStats:
                 "files_transferred": self.files_transferred,
                 "files_skipped": self.files_skipped,
                 "files_failed": self.files_failed,
+                "files_resumed": self.files_resumed,
+                "deleted": self.deleted,
                 "entries_total": self.entries_total,
                 "hardlinks": self.hardlinks,
                 "sockets_skipped": self.sockets_skipped,
                 "bytes_total": self.bytes_total,
                 "bytes_sent_raw": self.bytes_sent_raw,
                 "bytes_sent_wire": self.bytes_sent_wire,
+                "bytes_resumed": self.bytes_resumed,
                 "elapsed_s": round(self.elapsed_s(), 3),
                 "exit_code": exit_code,
                 "warnings_count": self.warnings_count,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -20,9 +20,11 @@ from common.frame_codec import FrameEncoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from sender.connection import ReceiverClient, translate
+from sender.content import delta_runs, whole_runs
+from sender.describe import describe, kind_of
 from sender.frames import FrameBuilder
 from sender.planner import POLL_S, FileJob
-from sender.source_file import SourceChanged, SourceReader, open_source
+from sender.source_file import Fingerprint, SourceChanged, SourceReader, open_source
 from sender.stats import RunStats
 
 # How long an uploader waits for the next planned file before it sends the
@@ -58,7 +60,9 @@ class Uploader:
         self._sent_raw = 0
         self._durable_raw = 0
         self._closed = False
-        self._awaiting_commit = 0
+        # Files whose end was sent and not yet acknowledged, and whether each was
+        # found unchanged (a delta whose every block matched).
+        self._awaiting_commit: dict[int, bool] = {}
         self._error: BaseException | None = None
 
     def run(self) -> None:
@@ -78,7 +82,8 @@ class Uploader:
             raise self._error
         if self._awaiting_commit:
             raise TransferError(
-                f"the receiver ended a stream with {self._awaiting_commit} files unacknowledged"
+                f"the receiver ended a stream with {len(self._awaiting_commit)} files"
+                " unacknowledged"
             )
 
     # -- acknowledgements -------------------------------------------------------
@@ -88,10 +93,10 @@ class Uploader:
             if ack.error:
                 self._stats.warn(ack.error)
                 self._stats.add(files_failed=1)
-                self._awaiting_commit -= 1
+                self._awaiting_commit.pop(ack.file_id, None)
             elif ack.committed:
-                self._stats.add(files_transferred=1)
-                self._awaiting_commit -= 1
+                unchanged = self._awaiting_commit.pop(ack.file_id, False)
+                self._stats.add(**{"files_skipped" if unchanged else "files_transferred": 1})
         with self._window:
             self._durable_raw = response.raw_bytes_durable
             self._window.notify_all()
@@ -136,38 +141,90 @@ class Uploader:
         with self._window:
             self._sent_raw += raw
         self._stats.add(bytes_sent_raw=raw, bytes_sent_wire=len(request.frame.payload))
-        self._awaiting_commit += len(request.ends)
+        self._awaiting_commit.update((end.file_id, end.unchanged) for end in request.ends)
         return request
 
     def _send_file(self, job: FileJob, builder: FrameBuilder) -> Iterator[pb.TransferRequest]:
-        try:
-            fd = open_source(job.abspath)
-        except OSError as exc:
-            self._give_up(
-                job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True
-            )
-            return
-        try:
-            reader = SourceReader(fd, job.planned)
-            for offset, data in reader.pieces(lambda: builder.room):
-                builder.add_piece(job.id, offset, data)
+        """The file's content; read once more from the start if it changed while read."""
+        planned, start, delta = job.planned, job.offset, job.delta
+        for attempt in (1, 2):
+            try:
+                fd = open_source(job.abspath)
+            except FileNotFoundError:
+                self._give_up(job, builder, "vanished before it was read", failed=False)
+                return
+            except OSError as exc:
+                self._give_up(job, builder, f"cannot be read: {exc.strerror}", failed=True)
+                return
+            try:
+                reader = SourceReader(fd, planned)
+                unchanged = yield from self._send_content(job.id, reader, start, delta, builder)
+                digest = reader.finish()
+                builder.add_end(
+                    pb.FileEnd(
+                        file_id=job.id, size=planned.size, xxh3_128=digest, unchanged=unchanged
+                    )
+                )
+                if start:
+                    self._stats.add(files_resumed=1, bytes_resumed=start)
+                return
+            except SourceChanged as exc:
+                changed = str(exc)
+            except OSError as exc:
+                self._give_up(job, builder, f"cannot be read: {exc.strerror}", failed=True)
+                return
+            finally:
+                os.close(fd)
+            entry = _describe_again(job) if attempt == 1 else None
+            if entry is None:
+                self._give_up(job, builder, f"{changed}; run again to migrate it", failed=False)
+                return
+            # Nothing of the earlier attempt may share a frame with the restart.
+            if builder.has_pieces():
+                yield self._take(builder)
+            builder.restart(entry)
+            planned, start, delta = Fingerprint(entry.size, entry.mtime_ns, entry.ctime_ns), 0, None
+
+    def _send_content(
+        self,
+        file_id: int,
+        reader: SourceReader,
+        start: int,
+        delta: pb.Decision | None,
+        builder: FrameBuilder,
+    ) -> Generator[pb.TransferRequest, None, bool]:
+        """Frames with the runs to send; whether the receiver's version is identical."""
+        runs = (
+            delta_runs(reader, delta, start)
+            if delta is not None
+            else whole_runs(reader, start, lambda: builder.room)
+        )
+        while True:
+            try:
+                offset, data = next(runs)
+            except StopIteration as done:
+                return bool(done.value)
+            while data:
+                length = min(len(data), builder.room)
+                builder.add_piece(file_id, offset, data[:length])
+                offset, data = offset + length, data[length:]
                 if builder.room == 0:
                     yield self._take(builder)
-            builder.add_end(
-                pb.FileEnd(file_id=job.id, size=job.planned.size, xxh3_128=reader.finish())
-            )
-        except SourceChanged as exc:
-            message = f"{display(job.relpath)} {exc}; not migrated in this run, run again"
-            self._give_up(job, builder, message, failed=False)
-        except OSError as exc:
-            self._give_up(
-                job, builder, f"cannot read {display(job.relpath)}: {exc.strerror}", failed=True
-            )
-        finally:
-            os.close(fd)
 
-    def _give_up(self, job: FileJob, builder: FrameBuilder, message: str, *, failed: bool) -> None:
+    def _give_up(self, job: FileJob, builder: FrameBuilder, why: str, *, failed: bool) -> None:
+        """Tell the receiver to drop the file; a warning, and a failure if `failed`."""
         builder.abandon(job.id)
-        self._stats.warn(message)
+        self._stats.warn(f"{display(job.relpath)} {why}")
         if failed:
             self._stats.add(files_failed=1)
+
+
+def _describe_again(job: FileJob) -> pb.Entry | None:
+    """The file's entry as it is now; None if it is gone or no longer a regular file."""
+    try:
+        st = os.lstat(job.abspath)
+        if kind_of(st) != pb.ENTRY_KIND_FILE:
+            return None
+        return describe(job.id, job.relpath, job.abspath, st, pb.ENTRY_KIND_FILE)
+    except FileNotFoundError:
+        return None

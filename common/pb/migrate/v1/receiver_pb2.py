@@ -24,53 +24,61 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#common/pb/migrate/v1/receiver.proto\x12\nmigrate.v1\"Y\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0esender_version\x18\x02 \x01(\t\x12\x17\n\x0fsource_hostname\x18\x03 \x01(\t\"\x8b\x02\n\rHelloResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x18\n\x10receiver_version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1d\n\x15receiver_time_unix_ns\x18\x04 \x01(\x03\x12\x1b\n\x13max_frame_raw_bytes\x18\x05 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x04\x12\x12\n\nfree_bytes\x18\x07 \x01(\x04\x12\x13\n\x0b\x66ree_inodes\x18\x08 \x01(\x04\x12\x18\n\x10receiver_is_root\x18\t \x01(\x08\x12\x18\n\x10sync_group_bytes\x18\n \x01(\x04\"$\n\x05Xattr\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xe6\x01\n\x05\x45ntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\x0c\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.migrate.v1.EntryKind\x12\x0c\n\x04mode\x18\x04 \x01(\r\x12\x0b\n\x03uid\x18\x05 \x01(\r\x12\x0b\n\x03gid\x18\x06 \x01(\r\x12\x10\n\x08mtime_ns\x18\x07 \x01(\x03\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x13\n\x0blink_target\x18\t \x01(\x0c\x12\x0c\n\x04rdev\x18\n \x01(\x04\x12!\n\x06xattrs\x18\x0b \x03(\x0b\x32\x11.migrate.v1.Xattr\x12\x10\n\x08\x63time_ns\x18\x0c \x01(\x03\"E\n\x0bPlanRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.migrate.v1.Entry\"`\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12\"\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x12.migrate.v1.Action\x12\x15\n\rresume_offset\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"7\n\x0cPlanResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.migrate.v1.Decision\"I\n\x05Piece\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\r\x12\x0f\n\x07xxh3_64\x18\x04 \x01(\x04\"y\n\tDataFrame\x12&\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x14.migrate.v1.Encoding\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08raw_size\x18\x03 \x01(\r\x12!\n\x06pieces\x18\x04 \x03(\x0b\x32\x11.migrate.v1.Piece\":\n\x07\x46ileEnd\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08xxh3_128\x18\x03 \x01(\x0c\"\x8a\x01\n\x0fTransferRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x15.migrate.v1.DataFrame\x12!\n\x04\x65nds\x18\x03 \x03(\x0b\x32\x13.migrate.v1.FileEnd\x12\x1a\n\x12\x61\x62\x61ndoned_file_ids\x18\x04 \x03(\x04\"T\n\x07\x46ileAck\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x64urable_offset\x18\x02 \x01(\x04\x12\x11\n\tcommitted\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"P\n\x10TransferResponse\x12!\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x13.migrate.v1.FileAck\x12\x19\n\x11raw_bytes_durable\x18\x02 \x01(\x04\"#\n\rFinishRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Z\n\x0e\x46inishResponse\x12\x11\n\thardlinks\x18\x01 \x01(\x04\x12\x13\n\x0b\x64irectories\x18\x02 \x01(\x04\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x04\"#\n\rStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x96\x01\n\x0eStatusResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65ntries_planned\x18\x02 \x01(\x04\x12\x15\n\rfiles_to_send\x18\x03 \x01(\x04\x12\x17\n\x0f\x66iles_committed\x18\x04 \x01(\x04\x12\x15\n\rbytes_durable\x18\x05 \x01(\x04\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08*\xd5\x01\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_KIND_FILE\x10\x01\x12\x18\n\x14\x45NTRY_KIND_DIRECTORY\x10\x02\x12\x16\n\x12\x45NTRY_KIND_SYMLINK\x10\x03\x12\x1a\n\x16\x45NTRY_KIND_CHAR_DEVICE\x10\x04\x12\x1b\n\x17\x45NTRY_KIND_BLOCK_DEVICE\x10\x05\x12\x13\n\x0f\x45NTRY_KIND_FIFO\x10\x06\x12\x17\n\x13\x45NTRY_KIND_HARDLINK\x10\x07*f\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_SKIP\x10\x01\x12\x0f\n\x0b\x41\x43TION_SEND\x10\x02\x12\x0f\n\x0b\x41\x43TION_DONE\x10\x03\x12\x11\n\rACTION_FAILED\x10\x04*I\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_RAW\x10\x01\x12\x11\n\rENCODING_ZSTD\x10\x02\x32\xdb\x02\n\x0fReceiverService\x12<\n\x05Hello\x12\x18.migrate.v1.HelloRequest\x1a\x19.migrate.v1.HelloResponse\x12=\n\x04Plan\x12\x17.migrate.v1.PlanRequest\x1a\x18.migrate.v1.PlanResponse(\x01\x30\x01\x12I\n\x08Transfer\x12\x1b.migrate.v1.TransferRequest\x1a\x1c.migrate.v1.TransferResponse(\x01\x30\x01\x12?\n\x06\x46inish\x12\x19.migrate.v1.FinishRequest\x1a\x1a.migrate.v1.FinishResponse\x12?\n\x06Status\x12\x19.migrate.v1.StatusRequest\x1a\x1a.migrate.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#common/pb/migrate/v1/receiver.proto\x12\nmigrate.v1\"\xa3\x01\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0esender_version\x18\x02 \x01(\t\x12\x17\n\x0fsource_hostname\x18\x03 \x01(\t\x12\x15\n\rexclude_rules\x18\x04 \x03(\x0c\x12\x18\n\x10mirror_deletions\x18\x05 \x01(\x08\x12\x17\n\x0f\x63ompare_content\x18\x06 \x01(\x08\"\x8b\x02\n\rHelloResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x18\n\x10receiver_version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1d\n\x15receiver_time_unix_ns\x18\x04 \x01(\x03\x12\x1b\n\x13max_frame_raw_bytes\x18\x05 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x04\x12\x12\n\nfree_bytes\x18\x07 \x01(\x04\x12\x13\n\x0b\x66ree_inodes\x18\x08 \x01(\x04\x12\x18\n\x10receiver_is_root\x18\t \x01(\x08\x12\x18\n\x10sync_group_bytes\x18\n \x01(\x04\"$\n\x05Xattr\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x80\x02\n\x05\x45ntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\x0c\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.migrate.v1.EntryKind\x12\x0c\n\x04mode\x18\x04 \x01(\r\x12\x0b\n\x03uid\x18\x05 \x01(\r\x12\x0b\n\x03gid\x18\x06 \x01(\r\x12\x10\n\x08mtime_ns\x18\x07 \x01(\x03\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x13\n\x0blink_target\x18\t \x01(\x0c\x12\x0c\n\x04rdev\x18\n \x01(\x04\x12!\n\x06xattrs\x18\x0b \x03(\x0b\x32\x11.migrate.v1.Xattr\x12\x10\n\x08\x63time_ns\x18\x0c \x01(\x03\x12\x18\n\x10\x63ontent_xxh3_128\x18\r \x01(\x0c\"E\n\x0bPlanRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.migrate.v1.Entry\"\x9d\x01\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12\"\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x12.migrate.v1.Action\x12\x15\n\rresume_offset\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nblock_size\x18\x05 \x01(\r\x12\x14\n\x0c\x62lock_hashes\x18\x06 \x03(\x04\x12\x11\n\tbase_size\x18\x07 \x01(\x04\"7\n\x0cPlanResponse\x12\'\n\tdecisions\x18\x01 \x03(\x0b\x32\x14.migrate.v1.Decision\"I\n\x05Piece\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\r\x12\x0f\n\x07xxh3_64\x18\x04 \x01(\x04\"y\n\tDataFrame\x12&\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x14.migrate.v1.Encoding\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08raw_size\x18\x03 \x01(\r\x12!\n\x06pieces\x18\x04 \x03(\x0b\x32\x11.migrate.v1.Piece\"M\n\x07\x46ileEnd\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08xxh3_128\x18\x03 \x01(\x0c\x12\x11\n\tunchanged\x18\x04 \x01(\x08\"\xaf\x01\n\x0fTransferRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x15.migrate.v1.DataFrame\x12!\n\x04\x65nds\x18\x03 \x03(\x0b\x32\x13.migrate.v1.FileEnd\x12\x1a\n\x12\x61\x62\x61ndoned_file_ids\x18\x04 \x03(\x04\x12#\n\x08restarts\x18\x05 \x03(\x0b\x32\x11.migrate.v1.Entry\"T\n\x07\x46ileAck\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x64urable_offset\x18\x02 \x01(\x04\x12\x11\n\tcommitted\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"P\n\x10TransferResponse\x12!\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x13.migrate.v1.FileAck\x12\x19\n\x11raw_bytes_durable\x18\x02 \x01(\x04\"#\n\rFinishRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"k\n\x0e\x46inishResponse\x12\x11\n\thardlinks\x18\x01 \x01(\x04\x12\x13\n\x0b\x64irectories\x18\x02 \x01(\x04\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x05 \x01(\x04\"#\n\rStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x96\x01\n\x0eStatusResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65ntries_planned\x18\x02 \x01(\x04\x12\x15\n\rfiles_to_send\x18\x03 \x01(\x04\x12\x17\n\x0f\x66iles_committed\x18\x04 \x01(\x04\x12\x15\n\rbytes_durable\x18\x05 \x01(\x04\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08\"G\n\rVerifyRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.migrate.v1.Entry\"T\n\nDifference\x12\x0c\n\x04path\x18\x01 \x01(\x0c\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.migrate.v1.DifferenceKind\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"N\n\x0eVerifyResponse\x12+\n\x0b\x64ifferences\x18\x01 \x03(\x0b\x32\x16.migrate.v1.Difference\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x04*\xd5\x01\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_KIND_FILE\x10\x01\x12\x18\n\x14\x45NTRY_KIND_DIRECTORY\x10\x02\x12\x16\n\x12\x45NTRY_KIND_SYMLINK\x10\x03\x12\x1a\n\x16\x45NTRY_KIND_CHAR_DEVICE\x10\x04\x12\x1b\n\x17\x45NTRY_KIND_BLOCK_DEVICE\x10\x05\x12\x13\n\x0f\x45NTRY_KIND_FIFO\x10\x06\x12\x17\n\x13\x45NTRY_KIND_HARDLINK\x10\x07*x\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_SKIP\x10\x01\x12\x0f\n\x0b\x41\x43TION_SEND\x10\x02\x12\x0f\n\x0b\x41\x43TION_DONE\x10\x03\x12\x11\n\rACTION_FAILED\x10\x04\x12\x10\n\x0c\x41\x43TION_DELTA\x10\x05*I\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_RAW\x10\x01\x12\x11\n\rENCODING_ZSTD\x10\x02*\xbe\x01\n\x0e\x44ifferenceKind\x12\x1f\n\x1b\x44IFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IFFERENCE_KIND_MISSING\x10\x01\x12\x19\n\x15\x44IFFERENCE_KIND_EXTRA\x10\x02\x12\x1b\n\x17\x44IFFERENCE_KIND_CONTENT\x10\x03\x12\x1c\n\x18\x44IFFERENCE_KIND_METADATA\x10\x04\x12\x18\n\x14\x44IFFERENCE_KIND_TYPE\x10\x05\x32\xa0\x03\n\x0fReceiverService\x12<\n\x05Hello\x12\x18.migrate.v1.HelloRequest\x1a\x19.migrate.v1.HelloResponse\x12=\n\x04Plan\x12\x17.migrate.v1.PlanRequest\x1a\x18.migrate.v1.PlanResponse(\x01\x30\x01\x12I\n\x08Transfer\x12\x1b.migrate.v1.TransferRequest\x1a\x1c.migrate.v1.TransferResponse(\x01\x30\x01\x12?\n\x06\x46inish\x12\x19.migrate.v1.FinishRequest\x1a\x1a.migrate.v1.FinishResponse\x12?\n\x06Status\x12\x19.migrate.v1.StatusRequest\x1a\x1a.migrate.v1.StatusResponse\x12\x43\n\x06Verify\x12\x19.migrate.v1.VerifyRequest\x1a\x1a.migrate.v1.VerifyResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.pb.migrate.v1.receiver_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYKIND']._serialized_start=1796
-  _globals['_ENTRYKIND']._serialized_end=2009
-  _globals['_ACTION']._serialized_start=2011
-  _globals['_ACTION']._serialized_end=2113
-  _globals['_ENCODING']._serialized_start=2115
-  _globals['_ENCODING']._serialized_end=2188
-  _globals['_HELLOREQUEST']._serialized_start=51
-  _globals['_HELLOREQUEST']._serialized_end=140
-  _globals['_HELLORESPONSE']._serialized_start=143
-  _globals['_HELLORESPONSE']._serialized_end=410
-  _globals['_XATTR']._serialized_start=412
-  _globals['_XATTR']._serialized_end=448
-  _globals['_ENTRY']._serialized_start=451
-  _globals['_ENTRY']._serialized_end=681
-  _globals['_PLANREQUEST']._serialized_start=683
-  _globals['_PLANREQUEST']._serialized_end=752
-  _globals['_DECISION']._serialized_start=754
-  _globals['_DECISION']._serialized_end=850
-  _globals['_PLANRESPONSE']._serialized_start=852
-  _globals['_PLANRESPONSE']._serialized_end=907
-  _globals['_PIECE']._serialized_start=909
-  _globals['_PIECE']._serialized_end=982
-  _globals['_DATAFRAME']._serialized_start=984
-  _globals['_DATAFRAME']._serialized_end=1105
-  _globals['_FILEEND']._serialized_start=1107
-  _globals['_FILEEND']._serialized_end=1165
-  _globals['_TRANSFERREQUEST']._serialized_start=1168
-  _globals['_TRANSFERREQUEST']._serialized_end=1306
-  _globals['_FILEACK']._serialized_start=1308
-  _globals['_FILEACK']._serialized_end=1392
-  _globals['_TRANSFERRESPONSE']._serialized_start=1394
-  _globals['_TRANSFERRESPONSE']._serialized_end=1474
-  _globals['_FINISHREQUEST']._serialized_start=1476
-  _globals['_FINISHREQUEST']._serialized_end=1511
-  _globals['_FINISHRESPONSE']._serialized_start=1513
-  _globals['_FINISHRESPONSE']._serialized_end=1603
-  _globals['_STATUSREQUEST']._serialized_start=1605
-  _globals['_STATUSREQUEST']._serialized_end=1640
-  _globals['_STATUSRESPONSE']._serialized_start=1643
-  _globals['_STATUSRESPONSE']._serialized_end=1793
-  _globals['_RECEIVERSERVICE']._serialized_start=2191
-  _globals['_RECEIVERSERVICE']._serialized_end=2538
+  _globals['_ENTRYKIND']._serialized_start=2271
+  _globals['_ENTRYKIND']._serialized_end=2484
+  _globals['_ACTION']._serialized_start=2486
+  _globals['_ACTION']._serialized_end=2606
+  _globals['_ENCODING']._serialized_start=2608
+  _globals['_ENCODING']._serialized_end=2681
+  _globals['_DIFFERENCEKIND']._serialized_start=2684
+  _globals['_DIFFERENCEKIND']._serialized_end=2874
+  _globals['_HELLOREQUEST']._serialized_start=52
+  _globals['_HELLOREQUEST']._serialized_end=215
+  _globals['_HELLORESPONSE']._serialized_start=218
+  _globals['_HELLORESPONSE']._serialized_end=485
+  _globals['_XATTR']._serialized_start=487
+  _globals['_XATTR']._serialized_end=523
+  _globals['_ENTRY']._serialized_start=526
+  _globals['_ENTRY']._serialized_end=782
+  _globals['_PLANREQUEST']._serialized_start=784
+  _globals['_PLANREQUEST']._serialized_end=853
+  _globals['_DECISION']._serialized_start=856
+  _globals['_DECISION']._serialized_end=1013
+  _globals['_PLANRESPONSE']._serialized_start=1015
+  _globals['_PLANRESPONSE']._serialized_end=1070
+  _globals['_PIECE']._serialized_start=1072
+  _globals['_PIECE']._serialized_end=1145
+  _globals['_DATAFRAME']._serialized_start=1147
+  _globals['_DATAFRAME']._serialized_end=1268
+  _globals['_FILEEND']._serialized_start=1270
+  _globals['_FILEEND']._serialized_end=1347
+  _globals['_TRANSFERREQUEST']._serialized_start=1350
+  _globals['_TRANSFERREQUEST']._serialized_end=1525
+  _globals['_FILEACK']._serialized_start=1527
+  _globals['_FILEACK']._serialized_end=1611
+  _globals['_TRANSFERRESPONSE']._serialized_start=1613
+  _globals['_TRANSFERRESPONSE']._serialized_end=1693
+  _globals['_FINISHREQUEST']._serialized_start=1695
+  _globals['_FINISHREQUEST']._serialized_end=1730
+  _globals['_FINISHRESPONSE']._serialized_start=1732
+  _globals['_FINISHRESPONSE']._serialized_end=1839
+  _globals['_STATUSREQUEST']._serialized_start=1841
+  _globals['_STATUSREQUEST']._serialized_end=1876
+  _globals['_STATUSRESPONSE']._serialized_start=1879
+  _globals['_STATUSRESPONSE']._serialized_end=2029
+  _globals['_VERIFYREQUEST']._serialized_start=2031
+  _globals['_VERIFYREQUEST']._serialized_end=2102
+  _globals['_DIFFERENCE']._serialized_start=2104
+  _globals['_DIFFERENCE']._serialized_end=2188
+  _globals['_VERIFYRESPONSE']._serialized_start=2190
+  _globals['_VERIFYRESPONSE']._serialized_end=2268
+  _globals['_RECEIVERSERVICE']._serialized_start=2877
+  _globals['_RECEIVERSERVICE']._serialized_end=3293
 # @@protoc_insertion_point(module_scope)

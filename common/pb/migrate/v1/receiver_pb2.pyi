@@ -25,12 +25,22 @@ class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_SEND: _ClassVar[Action]
     ACTION_DONE: _ClassVar[Action]
     ACTION_FAILED: _ClassVar[Action]
+    ACTION_DELTA: _ClassVar[Action]
 
 class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENCODING_UNSPECIFIED: _ClassVar[Encoding]
     ENCODING_RAW: _ClassVar[Encoding]
     ENCODING_ZSTD: _ClassVar[Encoding]
+
+class DifferenceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIFFERENCE_KIND_UNSPECIFIED: _ClassVar[DifferenceKind]
+    DIFFERENCE_KIND_MISSING: _ClassVar[DifferenceKind]
+    DIFFERENCE_KIND_EXTRA: _ClassVar[DifferenceKind]
+    DIFFERENCE_KIND_CONTENT: _ClassVar[DifferenceKind]
+    DIFFERENCE_KIND_METADATA: _ClassVar[DifferenceKind]
+    DIFFERENCE_KIND_TYPE: _ClassVar[DifferenceKind]
 ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_FILE: EntryKind
 ENTRY_KIND_DIRECTORY: EntryKind
@@ -44,19 +54,32 @@ ACTION_SKIP: Action
 ACTION_SEND: Action
 ACTION_DONE: Action
 ACTION_FAILED: Action
+ACTION_DELTA: Action
 ENCODING_UNSPECIFIED: Encoding
 ENCODING_RAW: Encoding
 ENCODING_ZSTD: Encoding
+DIFFERENCE_KIND_UNSPECIFIED: DifferenceKind
+DIFFERENCE_KIND_MISSING: DifferenceKind
+DIFFERENCE_KIND_EXTRA: DifferenceKind
+DIFFERENCE_KIND_CONTENT: DifferenceKind
+DIFFERENCE_KIND_METADATA: DifferenceKind
+DIFFERENCE_KIND_TYPE: DifferenceKind
 
 class HelloRequest(_message.Message):
-    __slots__ = ("protocol_version", "sender_version", "source_hostname")
+    __slots__ = ("protocol_version", "sender_version", "source_hostname", "exclude_rules", "mirror_deletions", "compare_content")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SENDER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_RULES_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_DELETIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_CONTENT_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     sender_version: str
     source_hostname: str
-    def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ...) -> None: ...
+    exclude_rules: _containers.RepeatedScalarFieldContainer[bytes]
+    mirror_deletions: bool
+    compare_content: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ..., exclude_rules: _Optional[_Iterable[bytes]] = ..., mirror_deletions: _Optional[bool] = ..., compare_content: _Optional[bool] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
     __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root", "sync_group_bytes")
@@ -91,7 +114,7 @@ class Xattr(_message.Message):
     def __init__(self, name: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ("id", "path", "kind", "mode", "uid", "gid", "mtime_ns", "size", "link_target", "rdev", "xattrs", "ctime_ns")
+    __slots__ = ("id", "path", "kind", "mode", "uid", "gid", "mtime_ns", "size", "link_target", "rdev", "xattrs", "ctime_ns", "content_xxh3_128")
     ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +127,7 @@ class Entry(_message.Message):
     RDEV_FIELD_NUMBER: _ClassVar[int]
     XATTRS_FIELD_NUMBER: _ClassVar[int]
     CTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_XXH3_128_FIELD_NUMBER: _ClassVar[int]
     id: int
     path: bytes
     kind: EntryKind
@@ -116,7 +140,8 @@ class Entry(_message.Message):
     rdev: int
     xattrs: _containers.RepeatedCompositeFieldContainer[Xattr]
     ctime_ns: int
-    def __init__(self, id: _Optional[int] = ..., path: _Optional[bytes] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., size: _Optional[int] = ..., link_target: _Optional[bytes] = ..., rdev: _Optional[int] = ..., xattrs: _Optional[_Iterable[_Union[Xattr, _Mapping]]] = ..., ctime_ns: _Optional[int] = ...) -> None: ...
+    content_xxh3_128: bytes
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[bytes] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., size: _Optional[int] = ..., link_target: _Optional[bytes] = ..., rdev: _Optional[int] = ..., xattrs: _Optional[_Iterable[_Union[Xattr, _Mapping]]] = ..., ctime_ns: _Optional[int] = ..., content_xxh3_128: _Optional[bytes] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
     __slots__ = ("session_id", "entries")
@@ -127,16 +152,22 @@ class PlanRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("id", "action", "resume_offset", "error")
+    __slots__ = ("id", "action", "resume_offset", "error", "block_size", "block_hashes", "base_size")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     RESUME_OFFSET_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_HASHES_FIELD_NUMBER: _ClassVar[int]
+    BASE_SIZE_FIELD_NUMBER: _ClassVar[int]
     id: int
     action: Action
     resume_offset: int
     error: str
-    def __init__(self, id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., resume_offset: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    block_size: int
+    block_hashes: _containers.RepeatedScalarFieldContainer[int]
+    base_size: int
+    def __init__(self, id: _Optional[int] = ..., action: _Optional[_Union[Action, str]] = ..., resume_offset: _Optional[int] = ..., error: _Optional[str] = ..., block_size: _Optional[int] = ..., block_hashes: _Optional[_Iterable[int]] = ..., base_size: _Optional[int] = ...) -> None: ...
 
 class PlanResponse(_message.Message):
     __slots__ = ("decisions",)
@@ -169,26 +200,30 @@ class DataFrame(_message.Message):
     def __init__(self, encoding: _Optional[_Union[Encoding, str]] = ..., payload: _Optional[bytes] = ..., raw_size: _Optional[int] = ..., pieces: _Optional[_Iterable[_Union[Piece, _Mapping]]] = ...) -> None: ...
 
 class FileEnd(_message.Message):
-    __slots__ = ("file_id", "size", "xxh3_128")
+    __slots__ = ("file_id", "size", "xxh3_128", "unchanged")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     XXH3_128_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     file_id: int
     size: int
     xxh3_128: bytes
-    def __init__(self, file_id: _Optional[int] = ..., size: _Optional[int] = ..., xxh3_128: _Optional[bytes] = ...) -> None: ...
+    unchanged: bool
+    def __init__(self, file_id: _Optional[int] = ..., size: _Optional[int] = ..., xxh3_128: _Optional[bytes] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
-    __slots__ = ("session_id", "frame", "ends", "abandoned_file_ids")
+    __slots__ = ("session_id", "frame", "ends", "abandoned_file_ids", "restarts")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     ENDS_FIELD_NUMBER: _ClassVar[int]
     ABANDONED_FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     frame: DataFrame
     ends: _containers.RepeatedCompositeFieldContainer[FileEnd]
     abandoned_file_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, session_id: _Optional[str] = ..., frame: _Optional[_Union[DataFrame, _Mapping]] = ..., ends: _Optional[_Iterable[_Union[FileEnd, _Mapping]]] = ..., abandoned_file_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    restarts: _containers.RepeatedCompositeFieldContainer[Entry]
+    def __init__(self, session_id: _Optional[str] = ..., frame: _Optional[_Union[DataFrame, _Mapping]] = ..., ends: _Optional[_Iterable[_Union[FileEnd, _Mapping]]] = ..., abandoned_file_ids: _Optional[_Iterable[int]] = ..., restarts: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
 
 class FileAck(_message.Message):
     __slots__ = ("file_id", "durable_offset", "committed", "error")
@@ -217,16 +252,18 @@ class FinishRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class FinishResponse(_message.Message):
-    __slots__ = ("hardlinks", "directories", "warnings", "failed")
+    __slots__ = ("hardlinks", "directories", "warnings", "failed", "deleted")
     HARDLINKS_FIELD_NUMBER: _ClassVar[int]
     DIRECTORIES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     hardlinks: int
     directories: int
     warnings: _containers.RepeatedScalarFieldContainer[str]
     failed: int
-    def __init__(self, hardlinks: _Optional[int] = ..., directories: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., failed: _Optional[int] = ...) -> None: ...
+    deleted: int
+    def __init__(self, hardlinks: _Optional[int] = ..., directories: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., failed: _Optional[int] = ..., deleted: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -249,3 +286,29 @@ class StatusResponse(_message.Message):
     bytes_durable: int
     finished: bool
     def __init__(self, session_id: _Optional[str] = ..., entries_planned: _Optional[int] = ..., files_to_send: _Optional[int] = ..., files_committed: _Optional[int] = ..., bytes_durable: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("session_id", "entries")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[Entry]
+    def __init__(self, session_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
+
+class Difference(_message.Message):
+    __slots__ = ("path", "kind", "detail")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    path: bytes
+    kind: DifferenceKind
+    detail: str
+    def __init__(self, path: _Optional[bytes] = ..., kind: _Optional[_Union[DifferenceKind, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("differences", "checked")
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    differences: _containers.RepeatedCompositeFieldContainer[Difference]
+    checked: int
+    def __init__(self, differences: _Optional[_Iterable[_Union[Difference, _Mapping]]] = ..., checked: _Optional[int] = ...) -> None: ...

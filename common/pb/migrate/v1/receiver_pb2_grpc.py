@@ -59,6 +59,11 @@ class ReceiverServiceStub:
                 request_serializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusRequest.SerializeToString,
                 response_deserializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Verify = channel.stream_stream(
+                '/migrate.v1.ReceiverService/Verify',
+                request_serializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class ReceiverServiceServicer:
@@ -103,6 +108,14 @@ class ReceiverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request_iterator, context):
+        """Compares the source's manifest, content hashes included, with what the
+        receiver holds; answers with the differences, extra paths at the end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReceiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +143,11 @@ def add_ReceiverServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusRequest.FromString,
                     response_serializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusResponse.SerializeToString,
+            ),
+            'Verify': grpc.stream_stream_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyRequest.FromString,
+                    response_serializer=common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +285,33 @@ class ReceiverService:
             '/migrate.v1.ReceiverService/Status',
             common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusRequest.SerializeToString,
             common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/migrate.v1.ReceiverService/Verify',
+            common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyRequest.SerializeToString,
+            common_dot_pb_dot_migrate_dot_v1_dot_receiver__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
