@@ -77,13 +77,21 @@ class DirCache:
         if self._generation != self._root.generation:
             self.clear()
             self._generation = self._root.generation
-        if not parts:
-            return self._root.fd
-        cached = self._fds.get(parts)
-        if cached is not None:
-            self._fds.move_to_end(parts)
-            return cached
-        parent = self.directory(parts[:-1])
+        # Start from the deepest directory on the way that is already open, and
+        # open the rest downward: a loop, since paths may be thousands deep.
+        depth = len(parts)
+        while depth and parts[:depth] not in self._fds:
+            depth -= 1
+        fd = self._root.fd
+        if depth:
+            fd = self._fds[parts[:depth]]
+            self._fds.move_to_end(parts[:depth])
+        while depth < len(parts):
+            depth += 1
+            fd = self._open_child(fd, parts[:depth])
+        return fd
+
+    def _open_child(self, parent: int, parts: tuple[bytes, ...]) -> int:
         try:
             fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
@@ -93,6 +101,7 @@ class DirCache:
             raise
         self._fds[parts] = fd
         if len(self._fds) > self._capacity:
+            # The oldest is never `fd`'s parent, which was used a moment ago.
             _, oldest = self._fds.popitem(last=False)
             os.close(oldest)
         return fd

@@ -44,6 +44,8 @@ class IncomingStream:
         self._writer = session.writer()
         self._open: dict[int, _Incoming] = {}
         self._failed: set[int] = set()
+        # Ended on this stream; the journal says so only after the next sync.
+        self._ended: set[int] = set()
         self._to_publish: list[_Incoming] = []
         self._kept: list[pb.Entry] = []  # unchanged by a delta: the live file stays
         self._statements: list[Statement] = []  # journal writes for the next sync
@@ -77,9 +79,9 @@ class IncomingStream:
                 raise CorruptData(
                     f"piece of file {piece.file_id} at offset {piece.offset} fails its hash"
                 )
-            if piece.file_id in self._failed:
-                continue
             incoming = self._incoming(piece.file_id)
+            if incoming is None:
+                continue
             path = display(incoming.entry.path)
             if piece.offset < incoming.partial.written_to:
                 raise BadRequest(f"{path}: piece at {piece.offset} is out of order")
@@ -92,6 +94,8 @@ class IncomingStream:
     def _restart(self, entry: pb.Entry) -> None:
         """The source changed while read: new metadata, content from offset 0."""
         incoming = self._incoming(entry.id)
+        if incoming is None:
+            return
         planned = incoming.entry
         if entry.path != planned.path or entry.kind != pb.ENTRY_KIND_FILE:
             raise BadRequest(f"restart of {display(planned.path)} names another file")
@@ -102,9 +106,10 @@ class IncomingStream:
         )
 
     def _end(self, end: pb.FileEnd) -> None:
-        if end.file_id in self._failed:
-            return
         incoming = self._incoming(end.file_id)
+        if incoming is None:
+            return
+        self._ended.add(end.file_id)
         entry, partial = incoming.entry, incoming.partial
         if end.size != entry.size:
             raise BadRequest(f"{display(entry.path)}: ends at {end.size}, planned {entry.size}")
@@ -153,10 +158,15 @@ class IncomingStream:
         self._failed.add(file_id)
         self._journal.transaction([Journal.drop_partial(entry.path)])
 
-    def _incoming(self, file_id: int) -> _Incoming:
+    def _incoming(self, file_id: int) -> _Incoming | None:
+        """The open file for `file_id`, opened on first use; None if it failed here."""
         incoming = self._open.get(file_id)
         if incoming is not None:
             return incoming
+        if file_id in self._failed:
+            return None
+        if file_id in self._ended:
+            raise BadRequest(f"file id {file_id} already ended on this stream")
         planned = self._journal.pending_file(self.session.id, file_id)
         if planned is None:
             raise BadRequest(f"file id {file_id} was not planned for sending")
@@ -166,9 +176,17 @@ class IncomingStream:
             raise BadRequest(f"{display(entry.path)}: no partial file planned")
         if len(self._open) >= MAX_OPEN_FILES:
             raise OverLimit(f"more than {MAX_OPEN_FILES} files open on one stream")
-        opened = self._writer.open_partial(
-            entry.path, partial.temp_name, resume_from=partial.durable_offset, with_base=delta
-        )
+        try:
+            opened = self._writer.open_partial(
+                entry.path, partial.temp_name, resume_from=partial.durable_offset, with_base=delta
+            )
+        except OSError as exc:  # e.g. its directory was replaced by a symlink since
+            path = display(entry.path)
+            fatal = fatal_for_session(exc, path)
+            if fatal is not None:
+                raise fatal from exc
+            self._fail(entry, f"{path}: {exc.strerror}")
+            return None
         incoming = self._open[file_id] = _Incoming(entry, opened)
         return incoming
 

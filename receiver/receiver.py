@@ -98,8 +98,9 @@ class Receiver:
         del self._sessions[finished[0]]
 
     def session(self, session_id: str) -> Session:
+        """The session a data call names; the id is required, never guessed."""
         with self._lock:
-            session = self._sessions.get(session_id or self._latest)
+            session = self._sessions.get(session_id)
         if session is None:
             raise UnknownSession(f"no session {session_id!r}; call Hello first")
         return session
@@ -110,7 +111,8 @@ class Receiver:
         )
 
     def status(self, session_id: str) -> pb.StatusResponse:
-        session = self.session(session_id)
+        """Progress of a session; of the latest one when no id is given."""
+        session = self.session(session_id or self._latest)
         p = session.progress
         return pb.StatusResponse(
             session_id=session.id,

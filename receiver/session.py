@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES_PER_BATCH = 4096
 MAX_LINK_TARGET = 4095  # PATH_MAX - 1
 MAX_XATTR_BYTES = 1 << 20  # per entry, names and values together; Linux allows 64 KiB per value
+XATTR_NAME_MAX = 255
 
 _SPECIAL_KINDS = {
     pb.ENTRY_KIND_SYMLINK,
@@ -100,6 +101,9 @@ class Session:
     def plan(self, entries: Sequence[pb.Entry], writer: TreeWriter) -> list[pb.Decision]:
         if len(entries) > MAX_ENTRIES_PER_BATCH:
             raise BadRequest(f"{len(entries)} entries in one batch, over {MAX_ENTRIES_PER_BATCH}")
+        # A batch is refused whole: nothing of it is applied if one entry is bad.
+        for entry in entries:
+            _validate(entry)
         statements: list[Statement] = []
         decisions = [self._decide(entry, writer, statements) for entry in entries]
         if self.options.mirror_deletions:
@@ -116,7 +120,6 @@ class Session:
     def _decide(
         self, entry: pb.Entry, writer: TreeWriter, statements: list[Statement]
     ) -> pb.Decision:
-        _validate(entry)
         try:
             if entry.kind == pb.ENTRY_KIND_DIRECTORY:
                 writer.ensure_directory(entry.path)
@@ -275,5 +278,8 @@ def _validate(entry: pb.Entry) -> None:
             raise BadRequest(f"{display(entry.path)}: invalid symlink target")
     if entry.kind == pb.ENTRY_KIND_HARDLINK and not split_relpath(entry.link_target):
         raise BadRequest(f"{display(entry.path)}: a hardlink to the root")
+    for xattr in entry.xattrs:
+        if not xattr.name or b"\0" in xattr.name or len(xattr.name) > XATTR_NAME_MAX:
+            raise BadRequest(f"{display(entry.path)}: invalid extended attribute name")
     if sum(len(x.name) + len(x.value) for x in entry.xattrs) > MAX_XATTR_BYTES:
         raise BadRequest(f"{display(entry.path)}: extended attributes over {MAX_XATTR_BYTES} bytes")
