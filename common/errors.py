@@ -83,6 +83,12 @@ class ReceiverSetupError(MigrateError):
     exit_code = 11
 
 
+class VerifyMismatch(MigrateError):
+    """the target differs from the source: {}"""
+
+    exit_code = 12
+
+
 class Interrupted(MigrateError):
     """interrupted by {}; run the same command again to resume"""
 

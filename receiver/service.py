@@ -7,12 +7,18 @@ Faults raised below are turned into status codes by the interceptor in
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import grpc
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
 from receiver.receiver import Receiver
+from receiver.verify import Checker
+
+Message = TypeVar("Message")
+# Extra paths per VerifyResponse, once the sender's side is done.
+_EXTRAS_PER_MESSAGE = 1000
 
 
 class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
@@ -65,12 +71,39 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         finally:
             writer.close()
 
+    def Verify(
+        self, request_iterator: Iterator[pb.VerifyRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.VerifyResponse]:
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        session = self._receiver.session(first.session_id)
+        writer = session.writer()
+        checker = Checker(writer.dirs)
+        try:
+            for request in _chain(first, request_iterator):
+                differences = session.verify(request.entries, checker)
+                yield pb.VerifyResponse(differences=differences, checked=len(request.entries))
+            for batch in _batched(session.extras(writer.dirs), _EXTRAS_PER_MESSAGE):
+                yield pb.VerifyResponse(differences=batch)
+        finally:
+            writer.close()
+
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
         return self._receiver.status(request.session_id)
 
 
-def _chain(
-    first: pb.TransferRequest, rest: Iterator[pb.TransferRequest]
-) -> Iterator[pb.TransferRequest]:
+def _chain(first: Message, rest: Iterator[Message]) -> Iterator[Message]:
     yield first
     yield from rest
+
+
+def _batched(items: Iterator[Message], size: int) -> Iterator[list[Message]]:
+    batch: list[Message] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

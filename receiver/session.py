@@ -13,18 +13,19 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from common.block_delta import block_hashes, block_size_for
 from common.excludes import ExcludeRules
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display, split_relpath
-from receiver.beneath import RootDir
+from receiver.beneath import DirCache, RootDir
 from receiver.faults import BadRequest, fatal_for_session
 from receiver.journal import Journal, Partial, Statement
 from receiver.mirror import extraneous, remove_unprotected
 from receiver.tree import TreeWriter, temp_name
+from receiver.verify import Checker, extra_differences
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,22 @@ class Session:
             return False  # the source changed since: its durable prefix is stale
         held = writer.temp_size(entry.path, partial.temp_name)
         return held is not None and held >= partial.durable_offset
+
+    # -- verifying --------------------------------------------------------------
+
+    def verify(self, entries: Sequence[pb.Entry], checker: Checker) -> list[pb.Difference]:
+        """The differences between these entries and the tree; remembers their paths."""
+        if len(entries) > MAX_ENTRIES_PER_BATCH:
+            raise BadRequest(f"{len(entries)} entries in one batch, over {MAX_ENTRIES_PER_BATCH}")
+        for entry in entries:
+            _validate(entry)
+        self.journal.transaction(Journal.name_path(self.id, e.path) for e in entries)
+        return [d for entry in entries for d in checker.differences(entry)]
+
+    def extras(self, dirs: DirCache) -> Iterator[pb.Difference]:
+        """What the tree holds and no verified entry named, excluded paths aside."""
+        named = functools.partial(self.journal.is_named, self.id)
+        return extra_differences(extraneous(dirs, named, self.options.rules))
 
     # -- finishing --------------------------------------------------------------
 

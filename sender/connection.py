@@ -63,6 +63,9 @@ class ReceiverClient:
     def transfer(self, requests: Iterator[pb.TransferRequest]) -> Iterator[pb.TransferResponse]:
         return self._stub.Transfer(requests, metadata=self._metadata)  # type: ignore[no-any-return]
 
+    def verify(self, requests: Iterator[pb.VerifyRequest]) -> Iterator[pb.VerifyResponse]:
+        return self._stub.Verify(requests, metadata=self._metadata)  # type: ignore[no-any-return]
+
     def finish(self, session_id: str) -> pb.FinishResponse:
         return self._stub.Finish(
             pb.FinishRequest(session_id=session_id),

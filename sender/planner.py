@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import grpc
 
+from common.kinds import kind_of
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from sender.connection import ReceiverClient, translate
-from sender.describe import Hardlinks, describe, kind_of
+from sender.describe import Hardlinks, describe
 from sender.source_file import Fingerprint
 from sender.stats import RunStats
 from sender.walk import WalkOptions, walk

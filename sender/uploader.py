@@ -17,11 +17,12 @@ import grpc
 
 from common.errors import MigrateError, TransferError
 from common.frame_codec import FrameEncoder
+from common.kinds import kind_of
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from sender.connection import ReceiverClient, translate
 from sender.content import delta_runs, whole_runs
-from sender.describe import describe, kind_of
+from sender.describe import describe
 from sender.frames import FrameBuilder
 from sender.planner import POLL_S, FileJob
 from sender.source_file import Fingerprint, SourceChanged, SourceReader, open_source

@@ -1,0 +1,167 @@
+"""Command-line options shared by the sender's commands, and what they become."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common import frame_codec, grpc_config
+from common.errors import ConfigError
+from common.excludes import (
+    ExcludeFile,
+    ExcludePattern,
+    ExcludeRuleError,
+    ExcludeRules,
+    RuleSource,
+    default_excludes_file,
+)
+from common.token import TOKEN_ENV, load_token
+from sender.connection import Endpoint
+from sender.migration import RunOptions
+from sender.walk import WalkOptions
+
+DEFAULT_STREAMS = 2
+DEFAULT_WINDOW_MIB = 64
+# Below 64 KiB per message grpcio's throughput falls off (DESIGN.md).
+_MIN_CHUNK_BYTES = 64 * 1024
+# Directories of the sender's own that are never migrated when inside SRC.
+_OWN_DIRS = (Path("logs"),)
+
+
+class _AppendRule(argparse.Action):
+    """Collects --exclude and --exclude-from in command-line order, as rsync applies them."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
+        rules = list(getattr(namespace, self.dest) or [])
+        if option == "--exclude":
+            rules.append(ExcludePattern(os.fsencode(value)))
+        else:
+            rules.append(ExcludeFile(Path(value)))
+        setattr(namespace, self.dest, rules)
+
+
+def add_tree_options(parser: argparse.ArgumentParser) -> None:
+    """SRC and what of it is migrated."""
+    parser.add_argument("source", metavar="SRC", type=Path, help="the tree (e.g. / or /host)")
+    parser.add_argument(
+        "--exclude", dest="rules", action=_AppendRule, metavar="PATTERN", help="rsync exclude rule"
+    )
+    parser.add_argument(
+        "--exclude-from",
+        dest="rules",
+        action=_AppendRule,
+        metavar="FILE",
+        help="file of rsync exclude rules",
+    )
+    parser.add_argument(
+        "--no-default-excludes",
+        action="store_true",
+        help="do not apply go2tencentcloud's rsync_excludes_linux.txt",
+    )
+    parser.add_argument(
+        "--one-file-system", "-x", action="store_true", help="do not cross filesystem boundaries"
+    )
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Which receiver, and how to talk to it."""
+    parser.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
+    parser.add_argument("--insecure", action="store_true", help="plaintext gRPC on a trusted link")
+    parser.add_argument(
+        "--token-file", type=Path, help=f"file holding the token (default: ${TOKEN_ENV})"
+    )
+
+
+def add_transfer_options(parser: argparse.ArgumentParser) -> None:
+    """How a run moves content."""
+    parser.add_argument(
+        "--delete", action="store_true", help="remove from the target what SRC no longer has"
+    )
+    parser.add_argument(
+        "--checksum", "-c", action="store_true", help="compare content hashes, not size and mtime"
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=DEFAULT_STREAMS,
+        help="parallel streams (default %(default)s)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=float,
+        default=grpc_config.DEFAULT_CHUNK_BYTES / grpc_config.MiB,
+        metavar="MIB",
+        help="raw bytes per frame, in MiB (default %(default)s)",
+    )
+    parser.add_argument(
+        "--compress-level",
+        type=int,
+        default=frame_codec.DEFAULT_LEVEL,
+        help="zstd level, 0 for none (default %(default)s)",
+    )
+
+
+def _rules(args: argparse.Namespace) -> ExcludeRules:
+    sources: list[RuleSource] = list(args.rules or [])
+    if not args.no_default_excludes:
+        sources.append(ExcludeFile(default_excludes_file()))
+    try:
+        return ExcludeRules.from_sources(sources)
+    except ExcludeRuleError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _own_dirs() -> frozenset[tuple[int, int]]:
+    found = set()
+    for path in _OWN_DIRS:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
+
+
+def _endpoint(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
+    if not args.insecure:
+        raise ConfigError(
+            "TLS is not available in this version yet: pass --insecure to use plaintext "
+            "gRPC on a trusted private link"
+        )
+    token = load_token(args.token_file, environ)
+    if token is None:
+        raise ConfigError(f"no token: set {TOKEN_ENV} or pass --token-file")
+    return Endpoint(args.to, token)
+
+
+def _chunk_bytes(args: argparse.Namespace) -> int:
+    chunk_bytes = int(args.chunk_size * grpc_config.MiB)
+    if not _MIN_CHUNK_BYTES <= chunk_bytes <= grpc_config.MAX_FRAME_RAW_BYTES:
+        top = grpc_config.MAX_FRAME_RAW_BYTES // grpc_config.MiB
+        raise ConfigError(f"--chunk-size must be between 0.0625 and {top} MiB")
+    return chunk_bytes
+
+
+def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOptions:
+    """RunOptions from the tree and target options, and the transfer ones where given."""
+    transfer = "streams" in args
+    if transfer and args.streams < 1:
+        raise ConfigError("--streams must be at least 1")
+    if transfer and not 0 <= args.compress_level <= 22:
+        raise ConfigError("--compress-level must be between 0 and 22")
+    return RunOptions(
+        source=args.source,
+        endpoint=_endpoint(args, environ),
+        walk=WalkOptions(
+            rules=_rules(args), one_file_system=args.one_file_system, never=_own_dirs()
+        ),
+        streams=args.streams if transfer else DEFAULT_STREAMS,
+        chunk_bytes=_chunk_bytes(args) if transfer else grpc_config.DEFAULT_CHUNK_BYTES,
+        compress_level=args.compress_level if transfer else frame_codec.DEFAULT_LEVEL,
+        window_bytes=DEFAULT_WINDOW_MIB * grpc_config.MiB,
+        delete=transfer and args.delete,
+        checksum=transfer and args.checksum,
+    )
