@@ -235,10 +235,11 @@ WantedBy=multi-user.target"
 
 wait_listening() {
     local i
-    for ((i = 0; i <= READY_WAIT_S; i++)); do
+    for ((i = 0; ; i++)); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
             return 0
         fi
+        [ "$i" -lt "$READY_WAIT_S" ] || break
         sleep 1
     done
     if [ "$MODE" = docker ]; then
