@@ -376,6 +376,11 @@ class TencentStandIn:
         instance_ids = params.get("InstanceIds") or []
         if len(instance_ids) != 1 or instance_ids[0] not in self.instances:
             raise ApiError("InvalidParameterValue.InvalidInstanceId", f"{instance_ids}")
+        agent = self.instances[instance_ids[0]].agent_status
+        if agent is None:
+            raise ApiError("ResourceUnavailable.AgentNotInstalled", "the agent is not installed")
+        if agent != "Online":
+            raise ApiError("ResourceUnavailable.AgentStatusNotOnline", "the agent is not online")
         outcome = self.script_outcome
         if callable(outcome):
             outcome = outcome(script)

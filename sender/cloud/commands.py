@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from common.errors import ConfigError, ExitCode
 from common.token import TOKEN_ENV
 from common.version import SOFTWARE_VERSION
+from sender.cloud import errors  # noqa: F401  (so the CLI's exit-code table lists them)
 from sender.cloud.install_script import DEFAULT_PIP_SPEC, DEFAULT_RECEIVER_IMAGE
 
 if TYPE_CHECKING:

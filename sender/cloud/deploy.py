@@ -40,6 +40,10 @@ INSTALL_TIMEOUT_S = 900
 COMMAND_NAME = "cvm-migrate-install-receiver"
 RULE_DESCRIPTION = "cvm-migrate receiver"
 AGENT_ONLINE = "Online"
+AGENT_GONE = {
+    "ResourceUnavailable.AgentNotInstalled": "not installed",
+    "ResourceUnavailable.AgentStatusNotOnline": "offline",
+}
 RUNNING = "RUNNING"
 
 
@@ -132,21 +136,27 @@ def check_agent(api: CloudApi, instance_id: str) -> None:
         raise AgentUnavailable(instance_id, status.lower())
 
 
-def _ready(instance_id: str, outcome: TaskOutcome) -> ReadyLine:
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _ready(instance_id: str, outcome: TaskOutcome, report: Callable[[str], None]) -> ReadyLine:
+    """The script's READY line; on failure its whole output is reported, then the error."""
+    ready = parse_ready_line(outcome.output) if outcome.succeeded else None
+    if ready is not None:
+        return ready
+    output = outcome.output or outcome.error_info
+    report(f"--- output of the install script on {instance_id} ---")
+    report(output.rstrip("\n") or "(no output)")
+    if outcome.dropped_bytes:
+        report(f"({outcome.dropped_bytes} more bytes of output dropped by TAT)")
+    report("---")
     if not outcome.succeeded:
-        detail = outcome.output or outcome.error_info or "(no output)"
-        if outcome.dropped_bytes:
-            detail += f"\n({outcome.dropped_bytes} bytes of output dropped by TAT)"
-        raise InstallFailed(instance_id, outcome.status, outcome.exit_code, detail)
-    ready = parse_ready_line(outcome.output)
-    if ready is None:
-        raise InstallFailed(
-            instance_id,
-            "SUCCESS but printed no CVM_MIGRATE_READY line",
-            outcome.exit_code,
-            outcome.output or "(no output)",
-        )
-    return ready
+        raise InstallFailed(instance_id, outcome.status, outcome.exit_code, _last_line(output))
+    raise InstallFailed(
+        instance_id, "SUCCESS", outcome.exit_code, "but printed no CVM_MIGRATE_READY line"
+    )
 
 
 def _rule_exists(policies: list[dict[str, Any]], port: int, cidr: str) -> bool:
@@ -215,9 +225,15 @@ def deploy(
         pip_spec=request.pip_spec,
     )
     content = encode_content(build_install_script(plan))
-    invocation_id = run_command(
-        api, facts.instance_id, content, request.install_timeout_s, COMMAND_NAME
-    )
+    try:
+        invocation_id = run_command(
+            api, facts.instance_id, content, request.install_timeout_s, COMMAND_NAME
+        )
+    except CloudApiError as exc:
+        # The agent can go away between the check and the run.
+        if exc.code in AGENT_GONE:
+            raise AgentUnavailable(facts.instance_id, AGENT_GONE[exc.code]) from exc
+        raise
     report(f"install script started: invocation {invocation_id}")
     outcome = wait_for_task(
         api,
@@ -227,7 +243,7 @@ def deploy(
         request.poll_interval_s,
         on_state=lambda state: report(f"install script: {state}"),
     )
-    ready = _ready(facts.instance_id, outcome)
+    ready = _ready(facts.instance_id, outcome, report)
     try:
         token = seal.open(ready.sealed_token)
     except SealError as exc:

@@ -58,14 +58,13 @@ https://cloud.tencent.com/document/product/1340) and run deploy again"""
 
 
 class InstallFailed(MigrateError):
-    """the install script on {} ended {} (exit code {}); its output:
-    {}"""
+    """the install script on {} ended {} (exit code {}): {}"""
 
     exit_code = 26
 
 
 class CloudWaitTimeout(MigrateError):
-    """{} {} did not reach a final state within {:.0f} s (last state {}); check it in the \
+    """{} {} did not reach a final state within {} s (last state {}); check it in the \
 console and run the command again"""
 
     exit_code = 27

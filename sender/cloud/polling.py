@@ -44,5 +44,5 @@ def poll_until_final(
         if is_final(state):
             return value
         if timing.clock() - start >= timeout_s:
-            raise CloudWaitTimeout(subject[0], subject[1], timeout_s, state)
+            raise CloudWaitTimeout(subject[0], subject[1], round(timeout_s), state)
         timing.sleep(interval_s)

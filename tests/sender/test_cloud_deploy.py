@@ -199,18 +199,46 @@ def test_an_unavailable_agent_says_how_to_fix_it(
     assert not standin.calls_of("RunCommand")
 
 
+def test_an_agent_that_goes_offline_before_the_run(standin: TencentStandIn) -> None:
+    standin.inject_error("RunCommand", "ResourceUnavailable.AgentStatusNotOnline")
+
+    result = run_cli(deploy_argv(standin))
+
+    assert result.code == AgentUnavailable.exit_code
+    assert f"the TAT agent on {INSTANCE} is offline" in result.err
+    assert len(standin.calls_of("RunCommand")) == 1
+
+
+def test_an_unreachable_api_is_retried_then_reported(standin: TencentStandIn) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        clock = FakeClock()
+        result = run_cli(
+            ["deploy", "--instance-id", INSTANCE, "--region", REGION, "--api-endpoint", url],
+            clock,
+        )
+
+    assert result.code == CloudApiError.exit_code
+    assert "DescribeInstances failed: ClientNetworkError" in result.err
+    assert len(clock.sleeps) == RetryPolicy().max_attempts - 1
+
+
 def test_a_failing_script_shows_its_output(standin: TencentStandIn) -> None:
     standin.script_outcome = ScriptOutcome(
         exit_code=11,
-        output="error: neither docker nor Python >= 3.11 on this instance\n",
+        output="checking docker\nerror: neither docker nor Python >= 3.11 on this instance\n",
     )
 
     result = run_cli(deploy_argv(standin))
 
     assert result.code == InstallFailed.exit_code
-    assert "ended FAILED (exit code 11)" in result.err
-    assert "neither docker nor Python >= 3.11 on this instance" in result.err
-    assert "token:" not in result.out
+    assert "checking docker\nerror: neither docker" in result.err  # the whole output, decoded
+    assert result.err.rstrip().endswith(
+        f"cvm-migrate: error: the install script on {INSTANCE} ended FAILED (exit code 11): "
+        "error: neither docker nor Python >= 3.11 on this instance"
+    )
+    assert result.out == ""
 
 
 def test_a_timed_out_script_is_a_failure(standin: TencentStandIn) -> None:

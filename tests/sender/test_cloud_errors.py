@@ -27,5 +27,5 @@ def test_cloud_exit_codes_are_20_to_29_and_unique_among_all_errors() -> None:
 def test_every_message_template_formats() -> None:
     for cls in cloud_error_classes():
         fields = [f for _, f, _, _ in string.Formatter().parse(cls.__doc__ or "") if f is not None]
-        message = str(cls(*([7] * len(fields))))
-        assert message and "{" not in message, cls.__name__
+        message = str(cls(*[f"<argument {i}>" for i in range(len(fields))]))
+        assert message and "{" not in message and "\n" not in message, cls.__name__
