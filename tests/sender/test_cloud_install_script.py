@@ -218,3 +218,55 @@ def test_ready_line_parsing() -> None:
     assert (ready.mode, ready.fingerprint, ready.sealed_token) == ("pip", "sha256:ab", "QUJD+/==")
     assert not ready.insecure
     assert parse_ready_line("CVM_MIGRATE_READY token=secret\n") is None
+
+
+FAKE_PYTHON = r"""#!/bin/bash
+echo "python $*" >>LOG
+case "$1 $2" in
+"-m venv")
+    mkdir -p "$3/bin"
+    cp "$0" "$3/bin/python"
+    printf '#!/bin/bash\necho cvm-migrate-receiver 0.1.0\n' >"$3/bin/cvm-migrate-receiver"
+    chmod +x "$3/bin/cvm-migrate-receiver" ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_pip_install_writes_a_unit_and_keeps_it(sandbox: Sandbox, receiver_port: int) -> None:
+    log = sandbox.root / "calls.log"
+    fake_python = sandbox.bin / "python3.13"  # found first, before the machine's python3
+    fake_python.write_text(FAKE_PYTHON.replace("LOG", shlex.quote(str(log))))
+    fake_python.chmod(0o755)
+    systemctl = sandbox.bin / "systemctl"
+    systemctl.write_text(f'#!/bin/bash\necho "systemctl $*" >>{shlex.quote(str(log))}\n')
+    systemctl.chmod(0o755)
+    venv, unit = sandbox.root / "venv", sandbox.root / "receiver.service"
+    plan = sandbox.plan(
+        receiver_port, pip_spec="cvm-migrate==0.1.0", venv_dir=str(venv), unit_path=str(unit)
+    )
+
+    first = sandbox.run(plan)
+
+    assert first.returncode == 0, first.stdout
+    ready = parse_ready_line(first.stdout)
+    assert ready is not None and ready.mode == "pip"
+    assert sandbox.seal.open(ready.sealed_token) == (sandbox.state / "token").read_text().strip()
+    target = sandbox.root / "target"
+    assert (
+        f"ExecStart={venv}/bin/cvm-migrate-receiver --root {target} --state-dir {sandbox.state} "
+        f"--listen 0.0.0.0:{receiver_port} --token-file {sandbox.state}/token --insecure\n"
+    ) in unit.read_text()
+    calls = log.read_text().splitlines()
+    assert f"python -m venv {venv}" in calls
+    assert "python -m pip install --disable-pip-version-check cvm-migrate==0.1.0" in calls
+    assert "systemctl restart cvm-migrate-receiver" in calls
+
+    second = sandbox.run(plan)
+
+    assert second.returncode == 0, second.stdout
+    assert "service cvm-migrate-receiver already runs this configuration" in second.stdout
+    calls = log.read_text().splitlines()
+    assert calls.count("systemctl restart cvm-migrate-receiver") == 1
+    assert calls.count(f"python -m venv {venv}") == 1
