@@ -89,6 +89,12 @@ class VerifyMismatch(MigrateError):
     exit_code = 12
 
 
+class UntrustedReceiver(MigrateError):
+    """the receiver at {} is not the one pinned: expected {}, it presented {}"""
+
+    exit_code = 13
+
+
 class Interrupted(MigrateError):
     """interrupted by {}; run the same command again to resume"""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import signal
@@ -12,11 +13,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import grpc
+
 from common.errors import ConfigError, ExitCode, MigrateError, ReceiverSetupError
+from common.tls import load_identity, load_or_create_identity
 from common.token import TOKEN_ENV, generate_token, load_token
 from common.version import SOFTWARE_VERSION
 from receiver.receiver import Receiver
-from receiver.server import ReceiverServer
+from receiver.server import ReceiverServer, server_credentials
 
 log = logging.getLogger("cvm-migrate-receiver")
 
@@ -44,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", help="plaintext gRPC, for a trusted private link"
     )
     parser.add_argument(
+        "--tls-cert", type=Path, help="certificate (PEM); default: self-signed, in --state-dir"
+    )
+    parser.add_argument("--tls-key", type=Path, help="private key (PEM) of --tls-cert")
+    parser.add_argument(
+        "--client-ca", type=Path, help="require sender certificates signed by this CA (mutual TLS)"
+    )
+    parser.add_argument(
         "--token-file", type=Path, help=f"file holding the shared token (default: ${TOKEN_ENV})"
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
@@ -67,12 +78,31 @@ def resolve_token(args: argparse.Namespace) -> str:
     return token
 
 
+def credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    """TLS credentials, or None with --insecure; logs the fingerprint to pin."""
+    if args.insecure:
+        if args.tls_cert or args.client_ca:
+            raise ConfigError("--insecure cannot go with --tls-cert or --client-ca")
+        log.warning("serving plaintext gRPC (--insecure): use only on a trusted private link")
+        return None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None:
+        identity = load_identity(args.tls_cert, args.tls_key)
+    else:
+        identity = load_or_create_identity(args.state_dir, datetime.datetime.now(datetime.UTC))
+    client_ca = None
+    if args.client_ca is not None:
+        try:
+            client_ca = args.client_ca.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --client-ca {args.client_ca}: {exc.strerror}") from exc
+    (args.state_dir / "fingerprint").write_text(identity.fingerprint + "\n")
+    log.info("TLS certificate fingerprint: %s", identity.fingerprint)
+    return server_credentials(identity, client_ca)
+
+
 def serve(args: argparse.Namespace) -> int:
-    if not args.insecure:
-        raise ConfigError(
-            "TLS is not available in this version yet: pass --insecure to serve plaintext "
-            "gRPC on a trusted private link"
-        )
     if not args.root.is_dir():
         raise ConfigError(f"--root {args.root} is not a directory")
     try:
@@ -80,9 +110,10 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot create --state-dir {args.state_dir}: {exc.strerror}") from exc
     token = resolve_token(args)
+    tls = credentials(args)
     receiver = Receiver(args.root, args.state_dir, clock_ns=time.time_ns)
     try:
-        server = ReceiverServer(receiver, token, args.listen)
+        server = ReceiverServer(receiver, token, args.listen, tls)
     except (OSError, RuntimeError) as exc:
         receiver.close()
         raise ReceiverSetupError(f"cannot listen on {args.listen}: {exc}") from exc

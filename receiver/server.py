@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common import grpc_config
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
+from common.tls import ServerIdentity
 from receiver.interceptors import FaultInterceptor, TokenInterceptor
 from receiver.receiver import Receiver
 from receiver.service import ReceiverServicer
@@ -24,8 +25,25 @@ _WORKERS = 64
 _MAX_CONCURRENT_RPCS = 48
 
 
+def server_credentials(identity: ServerIdentity, client_ca: bytes | None) -> grpc.ServerCredentials:
+    """TLS with the receiver's identity; with `client_ca`, senders must present a
+    certificate it signed (mutual TLS)."""
+    return grpc.ssl_server_credentials(
+        [(identity.private_key_pem, identity.certificate_pem)],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
 class ReceiverServer:
-    def __init__(self, receiver: Receiver, token: str, listen: str) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        token: str,
+        listen: str,
+        credentials: grpc.ServerCredentials | None,
+    ) -> None:
+        """Serve on `listen`: TLS with `credentials`, plaintext when None."""
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="rpc"),
             interceptors=[TokenInterceptor(token), FaultInterceptor()],
@@ -36,7 +54,10 @@ class ReceiverServer:
         pb_grpc.add_ReceiverServiceServicer_to_server(ReceiverServicer(receiver), self._server)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        self.port = self._server.add_insecure_port(listen)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(listen)
+        else:
+            self.port = self._server.add_secure_port(listen, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {listen}")
 

@@ -91,18 +91,15 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "CVM_MIGRATE_TOKEN": secrets.token_hex(16)}
     receiver_cmd = [sys.executable, "-m", "receiver", "--root", str(dst), "--state-dir", str(state)]
-    receiver_cmd += ["--listen", f"127.0.0.1:{port}", "--insecure", "--log-level", "warning"]
+    receiver_cmd += ["--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
     receiver = subprocess.Popen(receiver_cmd, env=env, cwd=REPO)
     try:
         wait_for_port(port, receiver)
+        # TLS by default: the receiver made a certificate; pin what it wrote down.
+        fingerprint = (state / "fingerprint").read_text().strip()
         sender_cmd = [sys.executable, "-m", "sender", "run", str(src), "--to", f"127.0.0.1:{port}"]
-        sender_cmd += [
-            "--insecure",
-            "--summary-json",
-            str(args.dir / "summary.json"),
-            "--log-level",
-            "1",
-        ]
+        sender_cmd += ["--fingerprint", fingerprint, "--log-level", "1"]
+        sender_cmd += ["--summary-json", str(args.dir / "summary.json")]
         print(f"demo: {' '.join(sender_cmd[1:])}")
         code = subprocess.run(sender_cmd, env=env, cwd=args.dir).returncode
     finally:

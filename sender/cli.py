@@ -24,6 +24,7 @@ from common.errors import (
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from common.version import SOFTWARE_VERSION
+from sender.cloud.commands import register as register_cloud_commands
 from sender.migration import run_migration
 from sender.options import (
     add_target_options,
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_options(verify)
     verify.add_argument("--json", type=Path, metavar="FILE", help="write the differences here")
     verify.set_defaults(func=command_verify)
+
+    register_cloud_commands(commands)
     return parser
 
 

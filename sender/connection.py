@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import grpc
 
@@ -13,6 +12,7 @@ from common.errors import AuthError, ConnectError, MigrateError, TargetFull, Tra
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
+from sender.transport import Endpoint
 
 # How long Hello may take, connecting included, before the receiver counts
 # as unreachable.
@@ -21,22 +21,12 @@ HELLO_TIMEOUT_S = 20.0
 FINISH_TIMEOUT_S = 3600.0
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    address: str
-    token: str
-
-
 class ReceiverClient:
     """One channel (one HTTP/2 connection) to the receiver."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self._channel = grpc.insecure_channel(
-            endpoint.address,
-            options=grpc_config.CHANNEL_OPTIONS,
-            compression=grpc.Compression.NoCompression,
-        )
+        self._channel = endpoint.open_channel()
         self._stub = pb_grpc.ReceiverServiceStub(self._channel)
         self._metadata = (
             (grpc_config.AUTH_METADATA_KEY, grpc_config.AUTH_SCHEME + endpoint.token),

@@ -18,9 +18,10 @@ from common.excludes import (
     RuleSource,
     default_excludes_file,
 )
+from common.tls import normalize_fingerprint
 from common.token import TOKEN_ENV, load_token
-from sender.connection import Endpoint
 from sender.migration import RunOptions
+from sender.transport import Endpoint, Proxy, Security, split_address
 from sender.walk import WalkOptions
 
 DEFAULT_STREAMS = 2
@@ -70,6 +71,19 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     """Which receiver, and how to talk to it."""
     parser.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
     parser.add_argument("--insecure", action="store_true", help="plaintext gRPC on a trusted link")
+    parser.add_argument(
+        "--fingerprint", metavar="sha256:HEX", help="pin the receiver's TLS certificate"
+    )
+    parser.add_argument(
+        "--ca-cert", type=Path, metavar="FILE", help="trust receivers whose certificate FILE signed"
+    )
+    parser.add_argument(
+        "--client-cert", type=Path, metavar="FILE", help="mutual TLS: our certificate"
+    )
+    parser.add_argument("--client-key", type=Path, metavar="FILE", help="mutual TLS: our key")
+    parser.add_argument(
+        "--proxy", metavar="URL", help="HTTP CONNECT proxy, http://[user:pass@]host:port"
+    )
     parser.add_argument(
         "--token-file", type=Path, help=f"file holding the token (default: ${TOKEN_ENV})"
     )
@@ -125,16 +139,41 @@ def _own_dirs() -> frozenset[tuple[int, int]]:
     return frozenset(found)
 
 
-def _endpoint(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
-    if not args.insecure:
+def _read(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def _security(args: argparse.Namespace) -> Security:
+    chosen = [args.insecure, args.fingerprint is not None, args.ca_cert is not None]
+    if sum(chosen) != 1:
         raise ConfigError(
-            "TLS is not available in this version yet: pass --insecure to use plaintext "
-            "gRPC on a trusted private link"
+            "say how to trust the receiver: --fingerprint sha256:HEX (the receiver logs it), "
+            "--ca-cert FILE, or --insecure for plaintext on a trusted link (exactly one)"
         )
+    if (args.client_cert is None) != (args.client_key is None):
+        raise ConfigError("--client-cert and --client-key go together")
+    if args.insecure:
+        return Security(insecure=True)
+    return Security(
+        fingerprint=normalize_fingerprint(args.fingerprint) if args.fingerprint else None,
+        ca_pem=_read(args.ca_cert, "CA certificate"),
+        client_cert_pem=_read(args.client_cert, "client certificate"),
+        client_key_pem=_read(args.client_key, "client key"),
+    )
+
+
+def _endpoint(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
     token = load_token(args.token_file, environ)
     if token is None:
         raise ConfigError(f"no token: set {TOKEN_ENV} or pass --token-file")
-    return Endpoint(args.to, token)
+    split_address(args.to)
+    proxy = Proxy.parse(args.proxy) if args.proxy else None
+    return Endpoint(args.to, token, _security(args), proxy)
 
 
 def _chunk_bytes(args: argparse.Namespace) -> int:
