@@ -14,9 +14,6 @@ from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from sender.transport import Endpoint
 
-# How long Hello may take, connecting included, before the receiver counts
-# as unreachable.
-HELLO_TIMEOUT_S = 20.0
 # Finish creates hardlinks and applies directory metadata for the whole tree.
 FINISH_TIMEOUT_S = 3600.0
 
@@ -44,7 +41,10 @@ class ReceiverClient:
         request.sender_version = SOFTWARE_VERSION
         request.source_hostname = socket.gethostname()
         return self._stub.Hello(
-            request, metadata=self._metadata, timeout=HELLO_TIMEOUT_S, wait_for_ready=True
+            request,
+            metadata=self._metadata,
+            timeout=self.endpoint.connect_timeout_s,
+            wait_for_ready=True,
         )
 
     def plan(self, requests: Iterator[pb.PlanRequest]) -> Iterator[pb.PlanResponse]:

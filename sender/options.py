@@ -21,7 +21,13 @@ from common.excludes import (
 from common.tls import normalize_fingerprint
 from common.token import TOKEN_ENV, load_token
 from sender.migration import RunOptions
-from sender.transport import Endpoint, Proxy, Security, split_address
+from sender.transport import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    Endpoint,
+    Proxy,
+    Security,
+    split_address,
+)
 from sender.walk import WalkOptions
 
 DEFAULT_STREAMS = 2
@@ -81,6 +87,13 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         "--client-cert", type=Path, metavar="FILE", help="mutual TLS: our certificate"
     )
     parser.add_argument("--client-key", type=Path, metavar="FILE", help="mutual TLS: our key")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up connecting after this long (default %(default)s)",
+    )
     parser.add_argument(
         "--proxy", metavar="URL", help="HTTP CONNECT proxy, http://[user:pass@]host:port"
     )
@@ -173,7 +186,7 @@ def _endpoint(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
         raise ConfigError(f"no token: set {TOKEN_ENV} or pass --token-file")
     split_address(args.to)
     proxy = Proxy.parse(args.proxy) if args.proxy else None
-    return Endpoint(args.to, token, _security(args), proxy)
+    return Endpoint(args.to, token, _security(args), proxy, args.connect_timeout)
 
 
 def _chunk_bytes(args: argparse.Namespace) -> int:

@@ -21,7 +21,9 @@ from common import grpc_config
 from common.errors import ConfigError, ConnectError, UntrustedReceiver
 from common.tls import TLS_NAME, fingerprint_of_der
 
-_CONNECT_TIMEOUT_S = 15.0
+# How long connecting (TCP, proxy, TLS, the first call) may take before the
+# receiver counts as unreachable.
+DEFAULT_CONNECT_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class Proxy:
             auth = f"{user}:{urllib.parse.quote(self.password, safe='')}@"
         return f"http://{auth}{self.host}:{self.port}"
 
-    def tunnel(self, host: str, port: int) -> socket.socket:
+    def tunnel(self, host: str, port: int, timeout_s: float) -> socket.socket:
         """A TCP connection to host:port through the proxy."""
-        sock = socket.create_connection((self.host, self.port), timeout=_CONNECT_TIMEOUT_S)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout_s)
         request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
         if self.username:
             secret = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
@@ -98,12 +100,18 @@ class Endpoint:
     is costly to work out (the pinned certificate)."""
 
     def __init__(
-        self, address: str, token: str, security: Security, proxy: Proxy | None = None
+        self,
+        address: str,
+        token: str,
+        security: Security,
+        proxy: Proxy | None = None,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     ) -> None:
         self.address = address
         self.token = token
         self.security = security
         self.proxy = proxy
+        self.connect_timeout_s = connect_timeout_s
 
     def open_channel(self) -> grpc.Channel:
         options: list[tuple[str, str | int]] = list(grpc_config.CHANNEL_OPTIONS)
@@ -140,9 +148,9 @@ class Endpoint:
         host, port = split_address(self.address)
         try:
             if self.proxy is not None:
-                sock = self.proxy.tunnel(host, port)
+                sock = self.proxy.tunnel(host, port, self.connect_timeout_s)
             else:
-                sock = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S)
+                sock = socket.create_connection((host, port), timeout=self.connect_timeout_s)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE  # the fingerprint below is the check

@@ -64,6 +64,8 @@ class ReceiverProcess:
     proc: subprocess.Popen[bytes]
     stderr_path: Path
     stdout_path: Path
+    # The sender options that trust this receiver: --insecure, or its pinned certificate.
+    trust_args: tuple[str, ...] = ("--insecure",)
     killed: bool = field(default=False, init=False)
 
     def stderr(self) -> str:
@@ -98,6 +100,7 @@ class StartReceiver(Protocol):
         *,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        tls: bool = False,
     ) -> ReceiverProcess: ...
 
 
@@ -122,6 +125,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartReceiver
         *,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        tls: bool = False,
     ) -> ReceiverProcess:
         port = _pick_free_port()
         full_env = _project_env({"CVM_MIGRATE_TOKEN": secrets.token_hex(16), **(env or {})})
@@ -136,7 +140,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartReceiver
             f"127.0.0.1:{port}",
             "--state-dir",
             str(state_dir),
-            "--insecure",
+            *(() if tls else ("--insecure",)),
             *extra_args,
         ]
         with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
@@ -151,6 +155,9 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartReceiver
             stdout_path=logs / "stdout",
         )
         _wait_until_listening(process, port)
+        if tls and "--tls-cert" not in extra_args:
+            fingerprint = (state_dir / "fingerprint").read_text().strip()
+            process.trust_args = ("--fingerprint", fingerprint)
         started.append(process)  # only now: a receiver that never listened already failed
         return process
 
@@ -241,7 +248,7 @@ def run_sender(tmp_path_factory: pytest.TempPathFactory) -> RunSender:
             str(src),
             "--to",
             receiver.address,
-            "--insecure",
+            *receiver.trust_args,
             "--summary-json",
             str(summary_path),
             *args,
