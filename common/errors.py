@@ -20,6 +20,8 @@ class MigrateError(Exception):
     """{}"""
 
     exit_code: ClassVar[int] = 1
+    # Whether running again after a pause may succeed (the link, not the data).
+    retryable: ClassVar[bool] = False
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
@@ -45,6 +47,7 @@ class ConnectError(MigrateError):
     """cannot reach the receiver at {}: {}"""
 
     exit_code = 5
+    retryable = True
 
 
 class AuthError(MigrateError):

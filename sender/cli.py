@@ -33,6 +33,7 @@ from sender.options import (
     run_options,
 )
 from sender.report import human_summary, write_summary_json
+from sender.retry import RetryPolicy, with_retries
 from sender.stats import RunStats
 from sender.verify import KIND_NAMES, describe_difference, run_verify
 
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_tree_options(run)
     add_target_options(run)
     add_transfer_options(run)
+    run.add_argument(
+        "--retry-for",
+        type=float,
+        default=RetryPolicy.retry_for_s,
+        metavar="SECONDS",
+        help="after the link drops, keep trying this long (default %(default)s)",
+    )
     run.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
     run.set_defaults(func=command_run)
 
@@ -84,7 +92,15 @@ def command_run(args: argparse.Namespace) -> int:
     stats = RunStats()
     exit_code = ExitCode.OK
     try:
-        run_migration(run_options(args, os.environ), stats)
+        options = run_options(args, os.environ)
+        with_retries(
+            lambda: run_migration(options, stats),
+            RetryPolicy(retry_for_s=args.retry_for),
+            # A receiver never reached is a wrong address or a closed port, not a
+            # dropped link: say so after the connect timeout instead of minutes.
+            worth_retrying=lambda error: stats.sessions_opened > 0,
+            on_retry=lambda error, pause: stats.start_again(),
+        )
         if stats.files_failed:
             raise PartialTransfer(stats.files_failed)
     except MigrateError as exc:

@@ -64,12 +64,22 @@ class ReceiverClient:
         )
 
 
+# What a dropped link, a restarted receiver or a shutting-down one looks like.
+_LINK_LOST = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
+
+
 def translate(exc: grpc.RpcError, address: str) -> MigrateError:
     """The command-ending error for a failed call, in the user's terms."""
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code in _LINK_LOST:
         return ConnectError(address, details)
+    if code == grpc.StatusCode.NOT_FOUND and "no session" in details:
+        return ConnectError(address, "the receiver restarted and forgot the session")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthError(address, details)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "no space" in details:

@@ -80,6 +80,7 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
                 f"of {hello.max_frame_raw_bytes} bytes"
             )
         log.info("session %s with receiver %s", hello.session_id, hello.receiver_version)
+        stats.add(sessions_opened=1)
         # The receiver acknowledges once per sync group: a window at or below
         # that would wait for an acknowledgement that never comes.
         window = max(options.window_bytes, hello.sync_group_bytes + 2 * options.chunk_bytes)

@@ -28,6 +28,8 @@ class RunStats:
     bytes_sent_raw: int = 0  # file bytes carried in this run, uncompressed
     bytes_sent_wire: int = 0  # frame payload bytes on the wire
     bytes_resumed: int = 0  # file bytes the receiver already held from an earlier run
+    attempts: int = 1
+    sessions_opened: int = 0
     warnings_count: int = 0
     warnings: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -46,6 +48,18 @@ class RunStats:
             self.warnings_count += 1
             if len(self.warnings) < MAX_WARNINGS_KEPT:
                 self.warnings.append(message)
+
+    def start_again(self) -> None:
+        """A new attempt plans the tree afresh: what it counts replaces the last one's.
+
+        What was carried (bytes, files transferred) stays: it did cross the link.
+        """
+        with self._lock:
+            self.attempts += 1
+            self.entries_total = self.files_total = self.bytes_total = 0
+            self.files_skipped = self.files_failed = self.hardlinks = self.sockets_skipped = 0
+            self.warnings_count = 0
+            self.warnings = []
 
     def elapsed_s(self) -> float:
         return self.clock() - self.started
@@ -68,6 +82,7 @@ class RunStats:
                 "bytes_resumed": self.bytes_resumed,
                 "elapsed_s": round(self.elapsed_s(), 3),
                 "exit_code": exit_code,
+                "attempts": self.attempts,
                 "warnings_count": self.warnings_count,
                 "warnings": list(self.warnings),
             }
