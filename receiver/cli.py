@@ -14,17 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from prometheus_client import start_http_server
 
 from common.errors import ConfigError, ExitCode, MigrateError, ReceiverSetupError
 from common.tls import load_identity, load_or_create_identity
 from common.token import TOKEN_ENV, generate_token, load_token
 from common.version import SOFTWARE_VERSION
+from receiver.metrics import registry_for
 from receiver.receiver import Receiver
 from receiver.server import ReceiverServer, server_credentials
 
 log = logging.getLogger("cvm-migrate-receiver")
 
 DEFAULT_PORT = 7710
+DEFAULT_METRICS_PORT = 9710
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -56,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--token-file", type=Path, help=f"file holding the shared token (default: ${TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help=f"serve Prometheus /metrics here (default 0.0.0.0:{DEFAULT_METRICS_PORT}; 'off')",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     parser.add_argument("--version", action="version", version=SOFTWARE_VERSION)
@@ -102,6 +110,23 @@ def credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
     return server_credentials(identity, client_ca)
 
 
+def serve_metrics(listen: str | None, receiver: Receiver) -> None:
+    """Start /metrics. The default port may be taken (metrics are then off); a chosen one not."""
+    if listen == "off":
+        return
+    host, _, port = (listen or f"0.0.0.0:{DEFAULT_METRICS_PORT}").rpartition(":")
+    try:
+        server, _ = start_http_server(
+            int(port), addr=host.strip("[]"), registry=registry_for(receiver.stats)
+        )
+    except (OSError, ValueError) as exc:
+        if listen is not None:
+            raise ReceiverSetupError(f"cannot serve metrics on {listen}: {exc}") from exc
+        log.warning("metrics are off: cannot listen on %s:%s: %s", host, port, exc)
+        return
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+
+
 def serve(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise ConfigError(f"--root {args.root} is not a directory")
@@ -120,6 +145,7 @@ def serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    serve_metrics(args.metrics_listen, receiver)
     server.start()
     log.info("serving %s on %s (receiver %s)", args.root, args.listen, SOFTWARE_VERSION)
     stopping.wait()

@@ -11,6 +11,7 @@ tells the sender what is durable.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,13 @@ MAX_OPEN_FILES = 256
 class _Incoming:
     entry: pb.Entry
     partial: PartialFile
+    # How far the session's progress has counted this file, in file offsets.
+    counted: int = 0
+
+    def progress(self, to: int) -> int:
+        """Bytes of progress since last counted, counting up to `to`."""
+        delta, self.counted = to - self.counted, to
+        return delta
 
 
 class IncomingStream:
@@ -47,7 +55,7 @@ class IncomingStream:
         # Ended on this stream; the journal says so only after the next sync.
         self._ended: set[int] = set()
         self._to_publish: list[_Incoming] = []
-        self._kept: list[pb.Entry] = []  # unchanged by a delta: the live file stays
+        self._kept: list[_Incoming] = []  # unchanged by a delta: the live file stays
         self._statements: list[Statement] = []  # journal writes for the next sync
         self._acks: list[pb.FileAck] = []
         self._group = SyncGroup()
@@ -70,6 +78,7 @@ class IncomingStream:
     def _apply_frame(self, frame: pb.DataFrame) -> None:
         if sum(p.length for p in frame.pieces) != frame.raw_size:
             raise BadRequest("frame pieces do not add up to its raw size")
+        started = time.perf_counter()
         raw = self._decoder.decode(frame.encoding, frame.payload, frame.raw_size)
         position = 0
         for piece in frame.pieces:
@@ -90,6 +99,11 @@ class IncomingStream:
             self._guard(incoming, incoming.partial.write, piece.offset, data)
         self._raw_received += frame.raw_size
         self._group.add(raw_bytes=frame.raw_size)
+        stats = self.session.stats
+        stats.frame_written(time.perf_counter() - started)
+        stats.count(
+            frames=1, received_wire_bytes=len(frame.payload), received_raw_bytes=frame.raw_size
+        )
 
     def _restart(self, entry: pb.Entry) -> None:
         """The source changed while read: new metadata, content from offset 0."""
@@ -138,7 +152,7 @@ class IncomingStream:
         if self._guard(incoming, keep):
             del self._open[entry.id]
             incoming.partial.discard()
-            self._kept.append(entry)
+            self._kept.append(incoming)
             self._group.add(files=1)
 
     def _abandon(self, file_id: int) -> None:
@@ -187,7 +201,9 @@ class IncomingStream:
                 raise fatal from exc
             self._fail(entry, f"{path}: {exc.strerror}")
             return None
-        incoming = self._open[file_id] = _Incoming(entry, opened)
+        if partial.durable_offset:
+            self.session.stats.count(files_resumed=1)
+        incoming = self._open[file_id] = _Incoming(entry, opened, counted=partial.durable_offset)
         return incoming
 
     def _guard(self, incoming: _Incoming, action: Callable[..., None], *args: object) -> bool:
@@ -216,26 +232,36 @@ class IncomingStream:
 
     def sync(self) -> pb.TransferResponse:
         """Close the sync group: make everything durable, publish, acknowledge."""
+        started = time.perf_counter()
         syncfs(self.session.root.fd)
         published = self._publish()
         if published:
             syncfs(self.session.root.fd)  # the renames themselves
-        done = [*(i.entry for i in published), *self._kept]
+        done = [*published, *self._kept]
         statements = self._statements
-        for entry in done:
-            statements.append(Journal.set_state(self.session.id, entry.id, COMMITTED))
-            statements.append(Journal.drop_partial(entry.path))
+        for incoming in done:
+            statements.append(Journal.set_state(self.session.id, incoming.entry.id, COMMITTED))
+            statements.append(Journal.drop_partial(incoming.entry.path))
         statements += [
             Journal.set_durable(i.entry.path, i.partial.written_to) for i in self._open.values()
         ]
         self._journal.transaction(statements)
         acks = self._acks
-        acks += [pb.FileAck(file_id=e.id, durable_offset=e.size, committed=True) for e in done]
+        acks += [
+            pb.FileAck(file_id=i.entry.id, durable_offset=i.entry.size, committed=True)
+            for i in done
+        ]
         acks += [
             pb.FileAck(file_id=i.entry.id, durable_offset=i.partial.written_to)
             for i in self._open.values()
         ]
-        self.session.record_progress(committed=len(done), durable_bytes=self._group.raw_bytes)
+        progressed = sum(i.progress(i.entry.size) for i in done)
+        progressed += sum(i.progress(i.partial.written_to) for i in self._open.values())
+        stats = self.session.stats
+        stats.synced(time.perf_counter() - started)
+        stats.count(files_committed=len(done))
+        stats.progressed(len(done), progressed)
+        self.session.record_progress(committed=len(done), durable_bytes=progressed)
         self._statements, self._acks, self._kept = [], [], []
         self._group.reset()
         return pb.TransferResponse(acks=acks, raw_bytes_durable=self._raw_received)

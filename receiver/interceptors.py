@@ -16,6 +16,7 @@ import grpc
 from common import grpc_config
 from common.token import tokens_match
 from receiver.faults import status_of
+from receiver.stats import ReceiverStats
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +110,46 @@ def _map_faults(behavior: Behavior, streams: bool, method: str) -> Behavior:
             abort_for(exc, context)
 
     return call_stream if streams else call
+
+
+class ObservingInterceptor(grpc.ServerInterceptor):
+    """Counts streams being served and calls that end in an error, by code.
+
+    It goes first, so it also sees the token check's refusals.
+    """
+
+    def __init__(self, stats: ReceiverStats) -> None:
+        self._stats = stats
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1].lower()
+        return _wrap(handler, lambda behavior, streams: self._observe(behavior, streams, method))
+
+    def _observe(self, behavior: Behavior, streams: bool, method: str) -> Behavior:
+        stats = self._stats
+
+        def failed(context: grpc.ServicerContext) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            stats.error(code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN")
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behavior(request, context)
+            except Exception:
+                failed(context)
+                raise
+
+        def call_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            stats.stream_started(method)
+            try:
+                yield from behavior(request, context)
+            except Exception:
+                failed(context)
+                raise
+            finally:
+                stats.stream_ended(method)
+
+        return call_stream if streams else call

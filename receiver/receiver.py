@@ -20,6 +20,7 @@ from receiver.faults import BadRequest, OverLimit, UnknownSession
 from receiver.incoming import IncomingStream
 from receiver.journal import Journal
 from receiver.session import Session, SessionOptions
+from receiver.stats import ReceiverStats
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Receiver:
         self.root = RootDir(root)
         self.journal = Journal(state_dir)
         self.as_root = os.geteuid() == 0
+        self.stats = ReceiverStats()
         self._clock_ns = clock_ns
         self._sessions: dict[str, Session] = {}
         self._latest: str = ""
@@ -61,6 +63,7 @@ class Receiver:
             self.root,
             self.journal,
             options=options,
+            stats=self.stats,
             as_root=self.as_root,
             clock_ns=self._clock_ns,
         )
@@ -69,6 +72,7 @@ class Receiver:
             self._forget_old_sessions()
             self._sessions[session_id] = session
             self._latest = session_id
+        self.stats.session_opened()
         log.info(
             "session %s opened by %s (sender %s)",
             session_id,

@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from common import grpc_config
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
 from common.tls import ServerIdentity
-from receiver.interceptors import FaultInterceptor, TokenInterceptor
+from receiver.interceptors import FaultInterceptor, ObservingInterceptor, TokenInterceptor
 from receiver.receiver import Receiver
 from receiver.service import ReceiverServicer
 
@@ -46,7 +46,11 @@ class ReceiverServer:
         """Serve on `listen`: TLS with `credentials`, plaintext when None."""
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="rpc"),
-            interceptors=[TokenInterceptor(token), FaultInterceptor()],
+            interceptors=[
+                ObservingInterceptor(receiver.stats),
+                TokenInterceptor(token),
+                FaultInterceptor(),
+            ],
             options=grpc_config.SERVER_OPTIONS,
             maximum_concurrent_rpcs=_MAX_CONCURRENT_RPCS,
             compression=grpc.Compression.NoCompression,

@@ -24,6 +24,7 @@ from receiver.beneath import DirCache, RootDir
 from receiver.faults import BadRequest, fatal_for_session
 from receiver.journal import Journal, Partial, Statement
 from receiver.mirror import extraneous, remove_unprotected
+from receiver.stats import ReceiverStats
 from receiver.tree import TreeWriter, temp_name
 from receiver.verify import Checker, extra_differences
 
@@ -71,11 +72,13 @@ class Session:
         journal: Journal,
         *,
         options: SessionOptions,
+        stats: ReceiverStats,
         as_root: bool,
         clock_ns: Callable[[], int],
     ) -> None:
         self.id = session_id
         self.options = options
+        self.stats = stats
         self.root = root
         self.journal = journal
         self.as_root = as_root
@@ -84,11 +87,15 @@ class Session:
         self._lock = threading.Lock()
 
     def writer(self) -> TreeWriter:
-        return TreeWriter(self.root, as_root=self.as_root)
+        return TreeWriter(self.root, as_root=self.as_root, on_written=self._count_written)
+
+    def _count_written(self, size: int) -> None:
+        self.stats.count(written_bytes=size)
 
     def warn(self, message: str) -> None:
         """Log an entry that failed here; the sender hears of it separately."""
         log.warning("session %s: %s", self.id, message)
+        self.stats.count(files_failed=1)
         with self._lock:
             self.progress.failed += 1
 
@@ -112,10 +119,17 @@ class Session:
         # One transaction per batch; a file's temporary name is in the journal
         # before the sender is told to send it.
         self.journal.transaction(statements)
-        sends = sum(d.action in (pb.ACTION_SEND, pb.ACTION_DELTA) for d in decisions)
+        sends = [
+            (e, d)
+            for e, d in zip(entries, decisions, strict=True)
+            if d.action in (pb.ACTION_SEND, pb.ACTION_DELTA)
+        ]
+        skips = sum(d.action == pb.ACTION_SKIP for d in decisions)
+        self.stats.count(entries_planned=len(entries), files_skipped=skips)
+        self.stats.planned(len(sends), sum(e.size - d.resume_offset for e, d in sends))
         with self._lock:
             self.progress.entries_planned += len(entries)
-            self.progress.files_to_send += sends
+            self.progress.files_to_send += len(sends)
         return decisions
 
     def _decide(
@@ -208,6 +222,8 @@ class Session:
             pb.ENTRY_KIND_DIRECTORY, True, writer.apply_directory_metadata, response
         )
         self.journal.finish_session(self.id, self._clock_ns())
+        self.stats.count(deleted=response.deleted)
+        self.stats.session_closed()
         with self._lock:
             self.progress.finished = True
         return response

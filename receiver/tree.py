@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 
 from common.content_hash import FileDigest, file_digest
 from common.extents import read_extents
@@ -75,12 +76,14 @@ class PartialFile:
         *,
         resume_from: int = 0,
         base: int | None = None,
+        on_written: Callable[[int], None] = lambda size: None,
     ) -> None:
         # The directory descriptor is our own: DirCache only lends its ones.
         self.dir_fd = os.dup(dir_fd)
         self.live_name = live_name
         self.tmp_name = tmp_name
         self.base = base
+        self._on_written = on_written
         self.fd = -1
         self.digest = FileDigest()
         try:
@@ -109,6 +112,7 @@ class PartialFile:
         self.digest.update_at(offset, data)
         if not _is_zeros(data):
             os.pwrite(self.fd, data, offset)
+            self._on_written(len(data))
 
     def restart(self) -> None:
         """The source changed while read: start again, empty, without a base."""
@@ -134,6 +138,7 @@ class PartialFile:
             if not _is_zeros(data):
                 # In the kernel, and a reflink where the filesystem can.
                 os.copy_file_range(self.base, self.fd, len(data), position, position)
+                self._on_written(len(data))
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -162,9 +167,16 @@ class PartialFile:
 class TreeWriter:
     """Changes to the tree under one root; one per thread (it owns a DirCache)."""
 
-    def __init__(self, root: RootDir, *, as_root: bool) -> None:
+    def __init__(
+        self,
+        root: RootDir,
+        *,
+        as_root: bool,
+        on_written: Callable[[int], None] = lambda size: None,
+    ) -> None:
         self.root = root
         self.as_root = as_root
+        self._on_written = on_written
         self._dirs = DirCache(root)
 
     @property
@@ -281,7 +293,9 @@ class TreeWriter:
         """The temporary file for `path`, fresh or resumed; with the live version as base."""
         base = self.live_file(path) if with_base else None
         dir_fd, name = self._dirs.parent_of(path)
-        return PartialFile(dir_fd, name, tmp_name, resume_from=resume_from, base=base)
+        return PartialFile(
+            dir_fd, name, tmp_name, resume_from=resume_from, base=base, on_written=self._on_written
+        )
 
     def temp_size(self, path: bytes, tmp_name: bytes) -> int | None:
         """The size of a temporary file beside `path`, None if it is not there."""

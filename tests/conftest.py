@@ -141,6 +141,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartReceiver
             "--state-dir",
             str(state_dir),
             *(() if tls else ("--insecure",)),
+            *(() if "--metrics-listen" in extra_args else ("--metrics-listen", "127.0.0.1:0")),
             *extra_args,
         ]
         with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
