@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from prometheus_client import start_http_server
 
 from common.errors import ConfigError, ExitCode, MigrateError, ReceiverSetupError
+from common.metrics_http import serve_registry
 from common.tls import load_identity, load_or_create_identity
 from common.token import TOKEN_ENV, generate_token, load_token
 from common.version import SOFTWARE_VERSION
@@ -114,17 +114,15 @@ def serve_metrics(listen: str | None, receiver: Receiver) -> None:
     """Start /metrics. The default port may be taken (metrics are then off); a chosen one not."""
     if listen == "off":
         return
-    host, _, port = (listen or f"0.0.0.0:{DEFAULT_METRICS_PORT}").rpartition(":")
+    address = listen or f"0.0.0.0:{DEFAULT_METRICS_PORT}"
     try:
-        server, _ = start_http_server(
-            int(port), addr=host.strip("[]"), registry=registry_for(receiver.stats)
-        )
+        port = serve_registry(address, registry_for(receiver.stats))
     except (OSError, ValueError) as exc:
         if listen is not None:
             raise ReceiverSetupError(f"cannot serve metrics on {listen}: {exc}") from exc
-        log.warning("metrics are off: cannot listen on %s:%s: %s", host, port, exc)
+        log.warning("metrics are off: cannot listen on %s: %s", address, exc)
         return
-    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    log.info("metrics on http://%s:%d/metrics", address.rpartition(":")[0], port)
 
 
 def serve(args: argparse.Namespace) -> int:

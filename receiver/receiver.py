@@ -116,6 +116,8 @@ class Receiver:
 
     def status(self, session_id: str) -> pb.StatusResponse:
         """Progress of a session; of the latest one when no id is given."""
+        if not (session_id or self._latest):
+            return pb.StatusResponse()
         session = self.session(session_id or self._latest)
         p = session.progress
         return pb.StatusResponse(
@@ -124,5 +126,6 @@ class Receiver:
             files_to_send=p.files_to_send,
             files_committed=p.files_committed,
             bytes_durable=p.bytes_durable,
+            bytes_to_send=p.bytes_to_send,
             finished=p.finished,
         )

@@ -58,6 +58,7 @@ class SessionOptions:
 class SessionProgress:
     entries_planned: int = 0
     files_to_send: int = 0
+    bytes_to_send: int = 0
     files_committed: int = 0
     bytes_durable: int = 0
     failed: int = 0
@@ -126,8 +127,10 @@ class Session:
         ]
         skips = sum(d.action == pb.ACTION_SKIP for d in decisions)
         self.stats.count(entries_planned=len(entries), files_skipped=skips)
-        self.stats.planned(len(sends), sum(e.size - d.resume_offset for e, d in sends))
+        to_send = sum(e.size - d.resume_offset for e, d in sends)
+        self.stats.planned(len(sends), to_send)
         with self._lock:
+            self.progress.bytes_to_send += to_send
             self.progress.entries_planned += len(entries)
             self.progress.files_to_send += len(sends)
         return decisions

@@ -7,11 +7,15 @@ messages and exit codes, and exits.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import grpc
+from rich.console import Console
 
 from common.errors import (
     ExitCode,
@@ -25,20 +29,24 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from common.version import SOFTWARE_VERSION
 from sender.cloud.commands import register as register_cloud_commands
+from sender.connection import ReceiverClient, translate
+from sender.logs import DEFAULT_LOG_FILE, LEVELS, setup_logging
+from sender.metrics import serve_sender_metrics
 from sender.migration import run_migration
 from sender.options import (
     add_target_options,
     add_transfer_options,
     add_tree_options,
+    endpoint_from_args,
     run_options,
 )
-from sender.report import human_summary, write_summary_json
+from sender.progress import reporter_for
+from sender.report import describe_status, human_summary, write_summary_json
 from sender.retry import RetryPolicy, with_retries
 from sender.stats import RunStats
 from sender.verify import KIND_NAMES, describe_difference, run_verify
 
-# go2tencentcloud's --log-level: 1 errors and warnings, 2 progress, 3 debug.
-_LOG_LEVELS = {"1": logging.WARNING, "2": logging.INFO, "3": logging.DEBUG}
+log = logging.getLogger("cvm-migrate")
 
 
 def _exit_code_table() -> str:
@@ -69,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the link drops, keep trying this long (default %(default)s)",
     )
     run.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
+    run.add_argument(
+        "--json-progress", action="store_true", help="progress as JSON lines on stdout"
+    )
+    run.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve the run's Prometheus /metrics here"
+    )
     run.set_defaults(func=command_run)
 
     verify = commands.add_parser("verify", help="compare SRC with what the receiver holds")
@@ -78,42 +92,69 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", type=Path, metavar="FILE", help="write the differences here")
     verify.set_defaults(func=command_verify)
 
+    status = commands.add_parser("status", help="ask the receiver how the current session stands")
+    _add_log_options(status)
+    add_target_options(status)
+    status.set_defaults(func=command_status)
+
     register_cloud_commands(commands)
     return parser
 
 
 def _add_log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--log-level", choices=sorted(_LOG_LEVELS), default="2", help="1 warnings, 2 info, 3 debug"
+        "--log-level", choices=sorted(LEVELS), default="2", help="1 warnings, 2 info, 3 debug"
+    )
+    parser.add_argument(
+        "--log-file", type=Path, metavar="FILE", help=f"log here (default {DEFAULT_LOG_FILE})"
     )
 
 
 def command_run(args: argparse.Namespace) -> int:
     stats = RunStats()
+    if args.metrics_listen:
+        port = serve_sender_metrics(args.metrics_listen, stats)
+        log.info("metrics on port %d", port)
     exit_code = ExitCode.OK
     try:
         options = run_options(args, os.environ)
-        with_retries(
-            lambda: run_migration(options, stats),
-            RetryPolicy(retry_for_s=args.retry_for),
-            # A receiver never reached is a wrong address or a closed port, not a
-            # dropped link: say so after the connect timeout instead of minutes.
-            worth_retrying=lambda error: stats.sessions_opened > 0,
-            on_retry=lambda error, pause: stats.start_again(),
-        )
+        with reporter_for(stats, json_lines=args.json_progress, console=args.console):
+            with_retries(
+                lambda: run_migration(options, stats),
+                RetryPolicy(retry_for_s=args.retry_for),
+                # A receiver never reached is a wrong address or a closed port, not a
+                # dropped link: say so after the connect timeout instead of minutes.
+                worth_retrying=lambda error: stats.sessions_opened > 0,
+                on_retry=lambda error, pause: stats.start_again(),
+            )
         if stats.files_failed:
             raise PartialTransfer(stats.files_failed)
     except MigrateError as exc:
         exit_code = exc.exit_code
-        print(f"cvm-migrate: error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
     except KeyboardInterrupt:
         exit_code = Interrupted.exit_code
-        print(f"cvm-migrate: error: {Interrupted('SIGINT')}", file=sys.stderr)
+        log.error("%s", Interrupted("SIGINT"))
     summary = stats.summary(exit_code)
-    print(human_summary(summary, str(args.source), args.to))
+    if args.json_progress:
+        print(json.dumps({"event": "summary", **summary}), flush=True)
+    else:
+        print(human_summary(summary, str(args.source), args.to))
     if args.summary_json:
         write_summary_json(args.summary_json, summary)
     return exit_code
+
+
+def command_status(args: argparse.Namespace) -> int:
+    client = ReceiverClient(endpoint_from_args(args, os.environ))
+    try:
+        status = client.status()
+    except grpc.RpcError as exc:
+        raise translate(exc, args.to) from None
+    finally:
+        client.close()
+    print(describe_status(status))
+    return ExitCode.OK
 
 
 def command_verify(args: argparse.Namespace) -> int:
@@ -132,8 +173,6 @@ def command_verify(args: argparse.Namespace) -> int:
             )
 
     totals = run_verify(run_options(args, os.environ), stats, report)
-    for warning in stats.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     print(totals.line())
     if args.json:
         document = {
@@ -153,18 +192,15 @@ def command_verify(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=_LOG_LEVELS[getattr(args, "log_level", "2")],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    args.console = Console(stderr=True)
+    setup_logging(getattr(args, "log_level", "2"), getattr(args, "log_file", None), args.console)
     try:
         return int(args.func(args))
     except MigrateError as exc:
-        print(f"cvm-migrate: error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"cvm-migrate: error: {Interrupted('SIGINT')}", file=sys.stderr)
+        log.error("%s", Interrupted("SIGINT"))
         return Interrupted.exit_code
 
 

@@ -53,6 +53,14 @@ class ReceiverClient:
     def transfer(self, requests: Iterator[pb.TransferRequest]) -> Iterator[pb.TransferResponse]:
         return self._stub.Transfer(requests, metadata=self._metadata)  # type: ignore[no-any-return]
 
+    def status(self, session_id: str = "") -> pb.StatusResponse:
+        return self._stub.Status(  # type: ignore[no-any-return]
+            pb.StatusRequest(session_id=session_id),
+            metadata=self._metadata,
+            timeout=self.endpoint.connect_timeout_s,
+            wait_for_ready=True,
+        )
+
     def verify(self, requests: Iterator[pb.VerifyRequest]) -> Iterator[pb.VerifyResponse]:
         return self._stub.Verify(requests, metadata=self._metadata)  # type: ignore[no-any-return]
 

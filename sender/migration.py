@@ -18,6 +18,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.version import PROTOCOL_VERSION
 from sender.connection import Endpoint, ReceiverClient, translate
 from sender.planner import POLL_S, FileJob, Planner, manifest, put_unless_aborted
+from sender.prescan import start_prescan
 from sender.stats import RunStats
 from sender.uploader import StreamSettings, Uploader
 from sender.walk import WalkOptions
@@ -85,7 +86,13 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
         # that would wait for an acknowledgement that never comes.
         window = max(options.window_bytes, hello.sync_group_bytes + 2 * options.chunk_bytes)
         settings = StreamSettings(options.chunk_bytes, options.compress_level, window)
-        _plan_and_upload(control, hello.session_id, source, options, settings, stats)
+        stop_scan = threading.Event()
+        if not stats.scan_complete:
+            start_prescan(source, options.walk, stats, stop_scan)
+        try:
+            _plan_and_upload(control, hello.session_id, source, options, settings, stats)
+        finally:
+            stop_scan.set()
         try:
             finish = control.finish(hello.session_id)
         except grpc.RpcError as exc:

@@ -180,7 +180,8 @@ def _security(args: argparse.Namespace) -> Security:
     )
 
 
-def _endpoint(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
+def endpoint_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpoint:
+    """The receiver to talk to, from the target options."""
     token = load_token(args.token_file, environ)
     if token is None:
         raise ConfigError(f"no token: set {TOKEN_ENV} or pass --token-file")
@@ -206,7 +207,7 @@ def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOpti
         raise ConfigError("--compress-level must be between 0 and 22")
     return RunOptions(
         source=args.source,
-        endpoint=_endpoint(args, environ),
+        endpoint=endpoint_from_args(args, environ),
         walk=WalkOptions(
             rules=_rules(args), one_file_system=args.one_file_system, never=_own_dirs()
         ),

@@ -156,7 +156,7 @@ class Planner:
                     self._abort,
                 )
             elif decision.action == pb.ACTION_SKIP:
-                self._stats.add(files_skipped=1)
+                self._stats.add(files_skipped=1, done_files=1, done_bytes=entry.size)
             elif decision.action == pb.ACTION_FAILED:
                 self._stats.warn(decision.error)
                 self._stats.add(files_failed=1)

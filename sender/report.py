@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from common.pb.migrate.v1 import receiver_pb2 as pb
+
 # Warnings listed in the human summary; all of them are in the JSON file.
 _SHOWN_WARNINGS = 20
 
@@ -39,6 +41,23 @@ def human_summary(summary: dict[str, Any], source: str, target: str) -> str:
         if summary["warnings_count"] > _SHOWN_WARNINGS:
             lines.append(f"    ... {summary['warnings_count'] - _SHOWN_WARNINGS} more")
     return "\n".join(lines)
+
+
+def describe_status(status: pb.StatusResponse) -> str:
+    """The receiver's view of its current session, for `cvm-migrate status`."""
+    if not status.session_id:
+        return "no session yet"
+    done = status.bytes_durable
+    pct = f"{100 * done / status.bytes_to_send:.1f}%" if status.bytes_to_send else "-"
+    state = "finished" if status.finished else "in progress"
+    return "\n".join(
+        [
+            f"session {status.session_id}: {state}",
+            f"  entries planned  {status.entries_planned}",
+            f"  files            {status.files_committed} of {status.files_to_send} committed",
+            f"  bytes            {_size(done)} of {_size(status.bytes_to_send)} durable ({pct})",
+        ]
+    )
 
 
 def write_summary_json(path: Path, summary: dict[str, Any]) -> None:

@@ -3,10 +3,13 @@ the metrics) are views of it, never counters of their own."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger("cvm-migrate")
 
 # Warnings kept for the summary; past this they are only counted.
 MAX_WARNINGS_KEPT = 1000
@@ -30,6 +33,14 @@ class RunStats:
     bytes_resumed: int = 0  # file bytes the receiver already held from an earlier run
     attempts: int = 1
     sessions_opened: int = 0
+    # Progress: the totals from the pre-scan, and what is done in file bytes (files
+    # already current, committed, or durable on the receiver so far).
+    scan_files: int = 0
+    scan_bytes: int = 0
+    scan_complete: bool = False
+    done_files: int = 0
+    done_bytes: int = 0
+    current_file: str = ""
     warnings_count: int = 0
     warnings: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -44,10 +55,15 @@ class RunStats:
                 setattr(self, name, getattr(self, name) + value)
 
     def warn(self, message: str) -> None:
+        log.warning("%s", message)
         with self._lock:
             self.warnings_count += 1
             if len(self.warnings) < MAX_WARNINGS_KEPT:
                 self.warnings.append(message)
+
+    def set_scan(self, files: int, size: int, *, complete: bool) -> None:
+        with self._lock:
+            self.scan_files, self.scan_bytes, self.scan_complete = files, size, complete
 
     def start_again(self) -> None:
         """A new attempt plans the tree afresh: what it counts replaces the last one's.
@@ -58,6 +74,7 @@ class RunStats:
             self.attempts += 1
             self.entries_total = self.files_total = self.bytes_total = 0
             self.files_skipped = self.files_failed = self.hardlinks = self.sockets_skipped = 0
+            self.done_files = self.done_bytes = 0
             self.warnings_count = 0
             self.warnings = []
 

@@ -33,6 +33,41 @@ from sender.stats import RunStats
 _IDLE_S = 0.05
 
 
+class InFlight:
+    """Files on their way: each one's size and the offset already counted as done.
+
+    Counts only grow, so progress never goes backwards, even when a file
+    starts again because the source changed.
+    """
+
+    def __init__(self, stats: RunStats) -> None:
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._files: dict[int, list[int]] = {}  # file id -> [size, counted]
+
+    def started(self, file_id: int, size: int) -> None:
+        with self._lock:
+            counted = self._files.get(file_id, [0, 0])[1]
+            self._files[file_id] = [size, counted]
+
+    def durable(self, file_id: int, offset: int) -> None:
+        with self._lock:
+            state = self._files.get(file_id)
+            if state is None or offset <= state[1]:
+                return
+            delta, state[1] = offset - state[1], offset
+        self._stats.add(done_bytes=delta)
+
+    def committed(self, file_id: int) -> None:
+        with self._lock:
+            size, counted = self._files.pop(file_id, (0, 0))
+        self._stats.add(done_files=1, done_bytes=max(0, size - counted))
+
+    def dropped(self, file_id: int) -> None:
+        with self._lock:
+            self._files.pop(file_id, None)
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     chunk_bytes: int
@@ -65,6 +100,7 @@ class Uploader:
         # found unchanged (a delta whose every block matched).
         self._awaiting_commit: dict[int, bool] = {}
         self._error: BaseException | None = None
+        self._in_flight = InFlight(stats)
 
     def run(self) -> None:
         """Send until the queue's end marker; returns once all is acknowledged."""
@@ -95,9 +131,13 @@ class Uploader:
                 self._stats.warn(ack.error)
                 self._stats.add(files_failed=1)
                 self._awaiting_commit.pop(ack.file_id, None)
+                self._in_flight.dropped(ack.file_id)
             elif ack.committed:
                 unchanged = self._awaiting_commit.pop(ack.file_id, False)
                 self._stats.add(**{"files_skipped" if unchanged else "files_transferred": 1})
+                self._in_flight.committed(ack.file_id)
+            else:
+                self._in_flight.durable(ack.file_id, ack.durable_offset)
         with self._window:
             self._durable_raw = response.raw_bytes_durable
             self._window.notify_all()
@@ -148,7 +188,9 @@ class Uploader:
     def _send_file(self, job: FileJob, builder: FrameBuilder) -> Iterator[pb.TransferRequest]:
         """The file's content; read once more from the start if it changed while read."""
         planned, start, delta = job.planned, job.offset, job.delta
+        self._stats.current_file = display(job.relpath)
         for attempt in (1, 2):
+            self._in_flight.started(job.id, planned.size)
             try:
                 fd = open_source(job.abspath)
             except FileNotFoundError:
@@ -215,6 +257,7 @@ class Uploader:
     def _give_up(self, job: FileJob, builder: FrameBuilder, why: str, *, failed: bool) -> None:
         """Tell the receiver to drop the file; a warning, and a failure if `failed`."""
         builder.abandon(job.id)
+        self._in_flight.dropped(job.id)
         self._stats.warn(f"{display(job.relpath)} {why}")
         if failed:
             self._stats.add(files_failed=1)

@@ -272,20 +272,22 @@ class StatusRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("session_id", "entries_planned", "files_to_send", "files_committed", "bytes_durable", "finished")
+    __slots__ = ("session_id", "entries_planned", "files_to_send", "files_committed", "bytes_durable", "finished", "bytes_to_send")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_PLANNED_FIELD_NUMBER: _ClassVar[int]
     FILES_TO_SEND_FIELD_NUMBER: _ClassVar[int]
     FILES_COMMITTED_FIELD_NUMBER: _ClassVar[int]
     BYTES_DURABLE_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TO_SEND_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     entries_planned: int
     files_to_send: int
     files_committed: int
     bytes_durable: int
     finished: bool
-    def __init__(self, session_id: _Optional[str] = ..., entries_planned: _Optional[int] = ..., files_to_send: _Optional[int] = ..., files_committed: _Optional[int] = ..., bytes_durable: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+    bytes_to_send: int
+    def __init__(self, session_id: _Optional[str] = ..., entries_planned: _Optional[int] = ..., files_to_send: _Optional[int] = ..., files_committed: _Optional[int] = ..., bytes_durable: _Optional[int] = ..., finished: _Optional[bool] = ..., bytes_to_send: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("session_id", "entries")
