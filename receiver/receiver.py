@@ -12,6 +12,7 @@ from pathlib import Path
 from common import grpc_config
 from common.excludes import ExcludeRuleError, ExcludeRules
 from common.frame_codec import FrameDecoder
+from common.os_release import read_os_release
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from receiver import durability
@@ -31,6 +32,7 @@ MAX_SESSIONS = 64
 class Receiver:
     def __init__(self, root: Path, state_dir: Path, clock_ns: Callable[[], int]) -> None:
         self.root = RootDir(root)
+        self.root_path = root
         self.journal = Journal(state_dir)
         self.as_root = os.geteuid() == 0
         self.stats = ReceiverStats()
@@ -80,6 +82,9 @@ class Receiver:
             request.sender_version,
         )
         space = os.statvfs(self.root.fd)
+        target_os = read_os_release(self.root_path)
+        if not target_os.known:
+            target_os = read_os_release(Path("/"))
         return pb.HelloResponse(
             protocol_version=PROTOCOL_VERSION,
             receiver_version=SOFTWARE_VERSION,
@@ -91,6 +96,9 @@ class Receiver:
             free_inodes=space.f_favail,
             receiver_is_root=self.as_root,
             sync_group_bytes=durability.GROUP_BYTES,
+            target_os_id=target_os.id,
+            target_os_like=" ".join(target_os.id_like),
+            target_os_version=target_os.version_id,
         )
 
     def _forget_old_sessions(self) -> None:

@@ -30,6 +30,7 @@ from common.relpath import display
 from common.version import SOFTWARE_VERSION
 from sender.cloud.commands import register as register_cloud_commands
 from sender.connection import ReceiverClient, translate
+from sender.daemon import detach
 from sender.logs import DEFAULT_LOG_FILE, LEVELS, setup_logging
 from sender.metrics import serve_sender_metrics
 from sender.migration import run_migration
@@ -37,6 +38,7 @@ from sender.options import (
     add_target_options,
     add_transfer_options,
     add_tree_options,
+    apply_client_config,
     endpoint_from_args,
     run_options,
 )
@@ -78,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
     run.add_argument(
+        "--daemon",
+        action="store_true",
+        default=None,
+        help="run detached; follow the log file (go2tencentcloud's Daemon)",
+    )
+    run.add_argument(
         "--json-progress", action="store_true", help="progress as JSON lines on stdout"
     )
     run.add_argument(
@@ -111,6 +119,13 @@ def _add_log_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    if args.daemon:
+        worker = detach()
+        if worker is not None:
+            print(f"cvm-migrate: running in the background as PID {worker}; log: {args.log_path}")
+            return ExitCode.OK
+        args.console = Console(stderr=True, force_terminal=False)
+        setup_logging(args.log_level, args.log_file, console=None)
     stats = RunStats()
     if args.metrics_listen:
         port = serve_sender_metrics(args.metrics_listen, stats)
@@ -193,8 +208,11 @@ def command_verify(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.console = Console(stderr=True)
-    setup_logging(getattr(args, "log_level", "2"), getattr(args, "log_file", None), args.console)
+    args.log_path = setup_logging(
+        getattr(args, "log_level", "2"), getattr(args, "log_file", None), args.console
+    )
     try:
+        apply_client_config(args)
         return int(args.func(args))
     except MigrateError as exc:
         log.error("%s", exc)

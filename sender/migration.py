@@ -19,6 +19,7 @@ from common.version import PROTOCOL_VERSION
 from sender.connection import Endpoint, ReceiverClient, translate
 from sender.planner import POLL_S, FileJob, Planner, manifest, put_unless_aborted
 from sender.prescan import start_prescan
+from sender.ratelimit import from_kbytes_per_s
 from sender.stats import RunStats
 from sender.uploader import StreamSettings, Uploader
 from sender.walk import WalkOptions
@@ -43,6 +44,8 @@ class RunOptions:
     delete: bool = False
     # rsync --checksum: compare content hashes instead of size and mtime.
     checksum: bool = False
+    # --bwlimit in KBytes/s on wire bytes; 0 for none.
+    bwlimit_kbytes_per_s: float = 0
 
     def hello_request(self) -> pb.HelloRequest:
         return pb.HelloRequest(
@@ -67,6 +70,7 @@ def source_root(source: Path) -> bytes:
 def run_migration(options: RunOptions, stats: RunStats) -> None:
     """Migrate the tree; per-entry failures end up in `stats`, the rest raises."""
     source = source_root(options.source)
+    bandwidth = from_kbytes_per_s(options.bwlimit_kbytes_per_s)
     control = ReceiverClient(options.endpoint)
     try:
         try:
@@ -85,7 +89,9 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
         # The receiver acknowledges once per sync group: a window at or below
         # that would wait for an acknowledgement that never comes.
         window = max(options.window_bytes, hello.sync_group_bytes + 2 * options.chunk_bytes)
-        settings = StreamSettings(options.chunk_bytes, options.compress_level, window)
+        settings = StreamSettings(
+            options.chunk_bytes, options.compress_level, window, bandwidth
+        )
         stop_scan = threading.Event()
         if not stats.scan_complete:
             start_prescan(source, options.walk, stats, stop_scan)

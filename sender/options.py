@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from common.excludes import (
 )
 from common.tls import normalize_fingerprint
 from common.token import TOKEN_ENV, load_token
+from sender.client_config import ClientConfig, load_client_config
 from sender.migration import RunOptions
 from sender.transport import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -29,6 +31,8 @@ from sender.transport import (
     split_address,
 )
 from sender.walk import WalkOptions
+
+log = logging.getLogger("cvm-migrate")
 
 DEFAULT_STREAMS = 2
 DEFAULT_WINDOW_MIB = 64
@@ -75,6 +79,7 @@ def add_tree_options(parser: argparse.ArgumentParser) -> None:
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     """Which receiver, and how to talk to it."""
+    add_config_option(parser)
     parser.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
     parser.add_argument("--insecure", action="store_true", help="plaintext gRPC on a trusted link")
     parser.add_argument(
@@ -108,7 +113,17 @@ def add_transfer_options(parser: argparse.ArgumentParser) -> None:
         "--delete", action="store_true", help="remove from the target what SRC no longer has"
     )
     parser.add_argument(
-        "--checksum", "-c", action="store_true", help="compare content hashes, not size and mtime"
+        "--checksum",
+        "-c",
+        action="store_true",
+        default=None,
+        help="compare content hashes, not size and mtime",
+    )
+    parser.add_argument(
+        "--bwlimit",
+        type=float,
+        metavar="KBYTES_PER_S",
+        help="limit bytes on the wire, in KBytes/s as rsync and go2tencentcloud (0: none)",
     )
     parser.add_argument(
         "--streams",
@@ -131,10 +146,41 @@ def add_transfer_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="client.json",
+        help="go2tencentcloud's client.json (proxy, checks, daemon, bandwidth, checksum)",
+    )
+
+
+def apply_client_config(args: argparse.Namespace) -> ClientConfig:
+    """Fill options not given on the command line from --config, if any."""
+    config = ClientConfig()
+    if getattr(args, "config", None) is not None:
+        config = load_client_config(args.config)
+        if config.ignored:
+            log.info("client.json: not used here: %s", ", ".join(config.ignored))
+    filled = {
+        "proxy": config.proxy,
+        "checksum": config.checksum,
+        "bwlimit": config.bwlimit_kbytes_per_s,
+        "ignore_check": config.ignore_check,
+        "daemon": config.daemon,
+    }
+    for name, value in filled.items():
+        if name in args and getattr(args, name) is None:
+            setattr(args, name, value)
+    args.default_excludes = config.excludes_file or default_excludes_file()
+    return config
+
+
 def _rules(args: argparse.Namespace) -> ExcludeRules:
     sources: list[RuleSource] = list(args.rules or [])
     if not args.no_default_excludes:
-        sources.append(ExcludeFile(default_excludes_file()))
+        default = getattr(args, "default_excludes", None) or default_excludes_file()
+        sources.append(ExcludeFile(default))
     try:
         return ExcludeRules.from_sources(sources)
     except ExcludeRuleError as exc:
@@ -205,6 +251,8 @@ def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOpti
         raise ConfigError("--streams must be at least 1")
     if transfer and not 0 <= args.compress_level <= 22:
         raise ConfigError("--compress-level must be between 0 and 22")
+    if transfer and (args.bwlimit or 0) < 0:
+        raise ConfigError("--bwlimit must not be negative")
     return RunOptions(
         source=args.source,
         endpoint=endpoint_from_args(args, environ),
@@ -216,5 +264,6 @@ def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOpti
         compress_level=args.compress_level if transfer else frame_codec.DEFAULT_LEVEL,
         window_bytes=DEFAULT_WINDOW_MIB * grpc_config.MiB,
         delete=transfer and args.delete,
-        checksum=transfer and args.checksum,
+        checksum=transfer and bool(args.checksum),
+        bwlimit_kbytes_per_s=(args.bwlimit or 0) if transfer else 0,
     )

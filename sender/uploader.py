@@ -25,6 +25,7 @@ from sender.content import delta_runs, whole_runs
 from sender.describe import describe
 from sender.frames import FrameBuilder
 from sender.planner import POLL_S, FileJob
+from sender.ratelimit import TokenBucket
 from sender.source_file import Fingerprint, SourceChanged, SourceReader, open_source
 from sender.stats import RunStats
 
@@ -74,6 +75,8 @@ class StreamSettings:
     compress_level: int
     # Raw bytes sent and not yet acknowledged as durable, at most.
     window_bytes: int
+    # --bwlimit, shared by all streams; None for no limit.
+    bandwidth: TokenBucket | None = None
 
 
 class Uploader:
@@ -179,6 +182,8 @@ class Uploader:
         raw = builder.raw_size
         self._wait_for_window(raw)
         request = builder.take()
+        if self._settings.bandwidth is not None:
+            self._settings.bandwidth.take(len(request.frame.payload))
         with self._window:
             self._sent_raw += raw
         self._stats.add(bytes_sent_raw=raw, bytes_sent_wire=len(request.frame.payload))

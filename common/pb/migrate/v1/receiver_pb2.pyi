@@ -82,7 +82,7 @@ class HelloRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ..., exclude_rules: _Optional[_Iterable[bytes]] = ..., mirror_deletions: _Optional[bool] = ..., compare_content: _Optional[bool] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root", "sync_group_bytes")
+    __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root", "sync_group_bytes", "target_os_id", "target_os_like", "target_os_version")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,9 @@ class HelloResponse(_message.Message):
     FREE_INODES_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_IS_ROOT_FIELD_NUMBER: _ClassVar[int]
     SYNC_GROUP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OS_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OS_LIKE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OS_VERSION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     receiver_version: str
     session_id: str
@@ -103,7 +106,10 @@ class HelloResponse(_message.Message):
     free_inodes: int
     receiver_is_root: bool
     sync_group_bytes: int
-    def __init__(self, protocol_version: _Optional[int] = ..., receiver_version: _Optional[str] = ..., session_id: _Optional[str] = ..., receiver_time_unix_ns: _Optional[int] = ..., max_frame_raw_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., free_inodes: _Optional[int] = ..., receiver_is_root: _Optional[bool] = ..., sync_group_bytes: _Optional[int] = ...) -> None: ...
+    target_os_id: str
+    target_os_like: str
+    target_os_version: str
+    def __init__(self, protocol_version: _Optional[int] = ..., receiver_version: _Optional[str] = ..., session_id: _Optional[str] = ..., receiver_time_unix_ns: _Optional[int] = ..., max_frame_raw_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., free_inodes: _Optional[int] = ..., receiver_is_root: _Optional[bool] = ..., sync_group_bytes: _Optional[int] = ..., target_os_id: _Optional[str] = ..., target_os_like: _Optional[str] = ..., target_os_version: _Optional[str] = ...) -> None: ...
 
 class Xattr(_message.Message):
     __slots__ = ("name", "value")
