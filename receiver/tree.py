@@ -19,6 +19,7 @@ from common.extents import read_extents
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import split_relpath
 from receiver.beneath import DirCache, NotADirectoryOnPath, RootDir, proc_path
+from receiver.durability import start_writeback
 from receiver.metadata import apply_metadata, metadata_matches, read_xattrs
 
 _NEW_DIR_MODE = 0o700  # the real mode is applied in Finish, after the contents
@@ -112,6 +113,7 @@ class PartialFile:
         self.digest.update_at(offset, data)
         if not _is_zeros(data):
             os.pwrite(self.fd, data, offset)
+            start_writeback(self.fd, offset, len(data))
             self._on_written(len(data))
 
     def restart(self) -> None:
@@ -138,6 +140,7 @@ class PartialFile:
             if not _is_zeros(data):
                 # In the kernel, and a reflink where the filesystem can.
                 os.copy_file_range(self.base, self.fd, len(data), position, position)
+                start_writeback(self.fd, position, len(data))
                 self._on_written(len(data))
 
     def close(self) -> None:
