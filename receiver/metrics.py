@@ -39,6 +39,21 @@ _COUNTERS = (
 )
 
 
+_ALWAYS_REPORTED_CODES = frozenset(
+    {
+        "UNAUTHENTICATED",
+        "INVALID_ARGUMENT",
+        "FAILED_PRECONDITION",
+        "DATA_LOSS",
+        "RESOURCE_EXHAUSTED",
+        "NOT_FOUND",
+        "CANCELLED",
+        "UNKNOWN",
+        "INTERNAL",
+    }
+)
+
+
 class ReceiverCollector(Collector):
     def __init__(self, stats: ReceiverStats) -> None:
         self._stats = stats
@@ -52,8 +67,10 @@ class ReceiverCollector(Collector):
         errors = CounterMetricFamily(
             f"{PREFIX}_errors", "Calls that ended in an error, by gRPC code.", labels=["code"]
         )
-        for code, count in sorted(stats.errors.items()):
-            errors.add_metric([code], count)
+        # The usual codes are always there, at 0 until they happen, so a
+        # dashboard panel has a series before the first error.
+        for code in sorted(_ALWAYS_REPORTED_CODES | stats.errors.keys()):
+            errors.add_metric([code], stats.errors[code])
         yield errors
         streams = GaugeMetricFamily(
             f"{PREFIX}_active_streams", "Streams being served, by method.", labels=["method"]
