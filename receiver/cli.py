@@ -6,6 +6,7 @@ import argparse
 import datetime
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -125,6 +126,13 @@ def serve_metrics(listen: str | None, receiver: Receiver) -> None:
     log.info("metrics on http://%s:%d/metrics", address.rpartition(":")[0], port)
 
 
+def raise_open_files_limit() -> None:
+    """Up to the hard limit: each open partial file holds up to three descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def serve(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise ConfigError(f"--root {args.root} is not a directory")
@@ -132,6 +140,7 @@ def serve(args: argparse.Namespace) -> int:
         args.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create --state-dir {args.state_dir}: {exc.strerror}") from exc
+    raise_open_files_limit()
     token = resolve_token(args)
     tls = credentials(args)
     receiver = Receiver(args.root, args.state_dir, clock_ns=time.time_ns)

@@ -67,21 +67,28 @@ class IncomingStream:
         """Apply one message; the acknowledgements when it closed a sync group."""
         for entry in request.restarts:
             self._restart(entry)
+        ends = {end.file_id: end for end in request.ends}
+        if len(ends) != len(request.ends):
+            raise BadRequest("a file ends twice in one message")
         if request.HasField("frame"):
-            self._apply_frame(request.frame)
-        for end in request.ends:
+            self._apply_frame(request.frame, ends)
+        for end in ends.values():  # files with no piece in this frame
             self._end(end)
         for file_id in request.abandoned_file_ids:
             self._abandon(file_id)
         return self.sync() if self._group.due() else None
 
-    def _apply_frame(self, frame: pb.DataFrame) -> None:
+    def _apply_frame(self, frame: pb.DataFrame, ends: dict[int, pb.FileEnd]) -> None:
+        """Write the frame's pieces; a file whose end is in `ends` is completed right
+        after its last piece (and taken out of `ends`), so a frame of a thousand small
+        files never holds a thousand files open."""
         if sum(p.length for p in frame.pieces) != frame.raw_size:
             raise BadRequest("frame pieces do not add up to its raw size")
+        last_piece = {piece.file_id: index for index, piece in enumerate(frame.pieces)}
         started = time.perf_counter()
         raw = self._decoder.decode(frame.encoding, frame.payload, frame.raw_size)
         position = 0
-        for piece in frame.pieces:
+        for index, piece in enumerate(frame.pieces):
             data = raw[position : position + piece.length]
             position += piece.length
             if piece_hash(data) != piece.xxh3_64:
@@ -97,6 +104,8 @@ class IncomingStream:
             if piece.offset + piece.length > incoming.entry.size:
                 raise BadRequest(f"{path}: piece past the planned size")
             self._guard(incoming, incoming.partial.write, piece.offset, data)
+            if last_piece[piece.file_id] == index and piece.file_id in ends:
+                self._end(ends.pop(piece.file_id))
         self._raw_received += frame.raw_size
         self._group.add(raw_bytes=frame.raw_size)
         stats = self.session.stats
