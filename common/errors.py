@@ -92,6 +92,12 @@ class VerifyMismatch(MigrateError):
     exit_code = 12
 
 
+class ChecksFailed(MigrateError):
+    """pre-migration checks failed: {}; fix them (see above) or pass --ignore-check"""
+
+    exit_code = 14
+
+
 class UntrustedReceiver(MigrateError):
     """the receiver at {} is not the one pinned: expected {}, it presented {}"""
 

@@ -155,7 +155,10 @@ def serve(args: argparse.Namespace) -> int:
     serve_metrics(args.metrics_listen, receiver)
     server.start()
     log.info("serving %s on %s (receiver %s)", args.root, args.listen, SOFTWARE_VERSION)
-    stopping.wait()
+    # Waiting in slices: a signal delivered to one of gRPC's threads only runs
+    # its Python handler once the main thread wakes up.
+    while not stopping.wait(0.5):
+        pass
     log.info("stopping: no new calls, %.0f s for running streams to end", SHUTDOWN_GRACE_S)
     server.stop(SHUTDOWN_GRACE_S)
     receiver.close()

@@ -23,7 +23,7 @@ from receiver.durability import SyncGroup, syncfs
 from receiver.faults import BadRequest, CorruptData, OverLimit, fatal_for_session
 from receiver.journal import COMMITTED, FAILED, Journal, Partial, Statement
 from receiver.session import Session
-from receiver.tree import PartialFile
+from receiver.tree import PartialFile, TreeWriter
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ class _Incoming:
 
 
 class IncomingStream:
-    def __init__(self, session: Session, decoder: FrameDecoder) -> None:
+    def __init__(self, session: Session, writer: TreeWriter, decoder: FrameDecoder) -> None:
         self.session = session
         self._journal = session.journal
         self._decoder = decoder
-        self._writer = session.writer()
+        self._writer = writer
         self._open: dict[int, _Incoming] = {}
         self._failed: set[int] = set()
         # Ended on this stream; the journal says so only after the next sync.
@@ -290,10 +290,6 @@ class IncomingStream:
         self._to_publish = []
         return published
 
-    def close(self) -> None:
-        """End the stream after its last sync: nothing is left open."""
-        self._writer.close()
-
     def abort(self) -> None:
         """End a broken stream. Partial files stay, to resume from their durable offsets."""
         for incoming in [*self._open.values(), *self._to_publish]:
@@ -301,4 +297,3 @@ class IncomingStream:
             incoming.partial.release_directory()
         self._open.clear()
         self._to_publish.clear()
-        self._writer.close()

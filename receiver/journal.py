@@ -144,6 +144,15 @@ class Journal:
             ]
         )
 
+    def forget_session(self, session_id: str) -> None:
+        """Drop a session's manifest; its partial files stay for resuming."""
+        self.transaction(
+            [
+                ("DELETE FROM entry WHERE session = ?", (session_id,)),
+                ("DELETE FROM named WHERE session = ?", (session_id,)),
+            ]
+        )
+
     def forget_unfinished_sessions(self) -> None:
         """Drop manifests of sessions a previous process left open; partials stay."""
         self.transaction([("DELETE FROM entry", ()), ("DELETE FROM named", ())])

@@ -11,14 +11,12 @@ from pathlib import Path
 
 from common import grpc_config
 from common.excludes import ExcludeRuleError, ExcludeRules
-from common.frame_codec import FrameDecoder
 from common.os_release import read_os_release
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from receiver import durability
 from receiver.beneath import RootDir
 from receiver.faults import BadRequest, OverLimit, UnknownSession
-from receiver.incoming import IncomingStream
 from receiver.journal import Journal
 from receiver.session import Session, SessionOptions
 from receiver.stats import ReceiverStats
@@ -50,6 +48,9 @@ class Receiver:
     # -- sessions ---------------------------------------------------------------
 
     def hello(self, request: pb.HelloRequest) -> pb.HelloResponse:
+        response = self._facts()
+        if request.probe:
+            return response
         try:
             rules = ExcludeRules.from_wire(request.exclude_rules)
         except ExcludeRuleError as exc:
@@ -71,7 +72,7 @@ class Receiver:
         )
         self.journal.open_session(session_id, request.source_hostname, self._clock_ns())
         with self._lock:
-            self._forget_old_sessions()
+            self._make_room()
             self._sessions[session_id] = session
             self._latest = session_id
         self.stats.session_opened()
@@ -81,6 +82,11 @@ class Receiver:
             request.source_hostname or "an unnamed host",
             request.sender_version,
         )
+        response.session_id = session_id
+        return response
+
+    def _facts(self) -> pb.HelloResponse:
+        """What the receiver is and holds, as Hello reports it."""
         space = os.statvfs(self.root.fd)
         target_os = read_os_release(self.root_path)
         if not target_os.known:
@@ -88,7 +94,6 @@ class Receiver:
         return pb.HelloResponse(
             protocol_version=PROTOCOL_VERSION,
             receiver_version=SOFTWARE_VERSION,
-            session_id=session_id,
             receiver_time_unix_ns=self._clock_ns(),
             max_frame_raw_bytes=grpc_config.MAX_FRAME_RAW_BYTES,
             max_message_bytes=grpc_config.MAX_MESSAGE_BYTES,
@@ -101,13 +106,21 @@ class Receiver:
             target_os_version=target_os.version_id,
         )
 
-    def _forget_old_sessions(self) -> None:
+    def _make_room(self) -> None:
+        """Forget the oldest session no stream is using, once MAX_SESSIONS are kept.
+
+        Sessions of senders that died or gave up are never finished; they must
+        not lock out the next run.
+        """
         if len(self._sessions) < MAX_SESSIONS:
             return
-        finished = [sid for sid, s in self._sessions.items() if s.progress.finished]
-        if not finished:
-            raise OverLimit(f"{MAX_SESSIONS} sessions are open at once")
-        del self._sessions[finished[0]]
+        idle = next((s for s in self._sessions.values() if not s.in_use), None)
+        if idle is None:
+            raise OverLimit(f"{MAX_SESSIONS} sessions are in use at once")
+        del self._sessions[idle.id]
+        if not idle.progress.finished:
+            self.journal.forget_session(idle.id)
+            self.stats.session_closed()
 
     def session(self, session_id: str) -> Session:
         """The session a data call names; the id is required, never guessed."""
@@ -116,11 +129,6 @@ class Receiver:
         if session is None:
             raise UnknownSession(f"no session {session_id!r}; call Hello first")
         return session
-
-    def incoming(self, session_id: str) -> IncomingStream:
-        return IncomingStream(
-            self.session(session_id), FrameDecoder(grpc_config.MAX_FRAME_RAW_BYTES)
-        )
 
     def status(self, session_id: str) -> pb.StatusResponse:
         """Progress of a session; of the latest one when no id is given."""

@@ -11,8 +11,11 @@ from typing import TypeVar
 
 import grpc
 
+from common import grpc_config
+from common.frame_codec import FrameDecoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
+from receiver.incoming import IncomingStream
 from receiver.receiver import Receiver
 from receiver.verify import Checker
 
@@ -35,15 +38,11 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         if first is None:
             return
         session = self._receiver.session(first.session_id)
-        writer = session.writer()
-        try:
-            yield pb.PlanResponse(decisions=session.plan(first.entries, writer))
+        with session.used() as writer:
             # The next batch is read only after this one's answer is taken:
             # gRPC flow control is the back-pressure.
-            for request in request_iterator:
+            for request in _chain(first, request_iterator):
                 yield pb.PlanResponse(decisions=session.plan(request.entries, writer))
-        finally:
-            writer.close()
 
     def Transfer(
         self, request_iterator: Iterator[pb.TransferRequest], context: grpc.ServicerContext
@@ -51,25 +50,23 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         first = next(request_iterator, None)
         if first is None:
             return
-        stream = self._receiver.incoming(first.session_id)
-        try:
-            for request in _chain(first, request_iterator):
-                acks = stream.handle(request)
-                if acks is not None:
-                    yield acks
-            yield stream.sync()
-        except BaseException:
-            stream.abort()
-            raise
-        stream.close()
+        session = self._receiver.session(first.session_id)
+        with session.used() as writer:
+            stream = IncomingStream(session, writer, self._decoder())
+            try:
+                for request in _chain(first, request_iterator):
+                    acks = stream.handle(request)
+                    if acks is not None:
+                        yield acks
+                yield stream.sync()
+            except BaseException:
+                stream.abort()
+                raise
 
     def Finish(self, request: pb.FinishRequest, context: grpc.ServicerContext) -> pb.FinishResponse:
         session = self._receiver.session(request.session_id)
-        writer = session.writer()
-        try:
+        with session.used() as writer:
             return session.finish(writer)
-        finally:
-            writer.close()
 
     def Verify(
         self, request_iterator: Iterator[pb.VerifyRequest], context: grpc.ServicerContext
@@ -78,16 +75,17 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         if first is None:
             return
         session = self._receiver.session(first.session_id)
-        writer = session.writer()
-        checker = Checker(writer.dirs)
-        try:
+        with session.used() as writer:
+            checker = Checker(writer.dirs)
             for request in _chain(first, request_iterator):
                 differences = session.verify(request.entries, checker)
                 yield pb.VerifyResponse(differences=differences, checked=len(request.entries))
             for batch in _batched(session.extras(writer.dirs), _EXTRAS_PER_MESSAGE):
                 yield pb.VerifyResponse(differences=batch)
-        finally:
-            writer.close()
+
+    @staticmethod
+    def _decoder() -> FrameDecoder:
+        return FrameDecoder(grpc_config.MAX_FRAME_RAW_BYTES)
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
         return self._receiver.status(request.session_id)

@@ -9,6 +9,7 @@ directory's mtime.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -85,7 +86,25 @@ class Session:
         self.as_root = as_root
         self._clock_ns = clock_ns
         self.progress = SessionProgress()
+        self._users = 0
         self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> bool:
+        return self._users > 0
+
+    @contextlib.contextmanager
+    def used(self) -> Iterator[TreeWriter]:
+        """A writer for one stream or call; the session is in use meanwhile."""
+        with self._lock:
+            self._users += 1
+        writer = self.writer()
+        try:
+            yield writer
+        finally:
+            writer.close()
+            with self._lock:
+                self._users -= 1
 
     def writer(self) -> TreeWriter:
         return TreeWriter(self.root, as_root=self.as_root, on_written=self._count_written)

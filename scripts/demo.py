@@ -99,6 +99,8 @@ def main() -> int:
         fingerprint = (state / "fingerprint").read_text().strip()
         sender_cmd = [sys.executable, "-m", "sender", "run", str(src), "--to", f"127.0.0.1:{port}"]
         sender_cmd += ["--fingerprint", fingerprint, "--log-level", "1"]
+        # The checks judge this machine as a server to migrate; the demo moves a sample tree.
+        sender_cmd += ["--ignore-check"]
         sender_cmd += ["--summary-json", str(args.dir / "summary.json")]
         print(f"demo: {' '.join(sender_cmd[1:])}")
         code = subprocess.run(sender_cmd, env=env, cwd=args.dir).returncode

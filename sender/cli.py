@@ -18,6 +18,7 @@ import grpc
 from rich.console import Console
 
 from common.errors import (
+    ChecksFailed,
     ExitCode,
     Interrupted,
     MigrateError,
@@ -28,12 +29,14 @@ from common.errors import (
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from common.version import SOFTWARE_VERSION
+from sender.checks import CheckContext, preflight
+from sender.checks import register as register_checks
 from sender.cloud.commands import register as register_cloud_commands
 from sender.connection import ReceiverClient, translate
 from sender.daemon import detach
 from sender.logs import DEFAULT_LOG_FILE, LEVELS, setup_logging
 from sender.metrics import serve_sender_metrics
-from sender.migration import run_migration
+from sender.migration import RunOptions, run_migration
 from sender.options import (
     add_target_options,
     add_transfer_options,
@@ -49,6 +52,9 @@ from sender.stats import RunStats
 from sender.verify import KIND_NAMES, describe_difference, run_verify
 
 log = logging.getLogger("cvm-migrate")
+
+# `cvm-migrate check` exits 0 (pass), 1 (warnings) or 2 (a check failed).
+CHECKS_FAILED = 2
 
 
 def _exit_code_table() -> str:
@@ -80,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
     run.add_argument(
+        "--ignore-check",
+        action="store_true",
+        default=None,
+        help="skip the pre-migration checks (go2tencentcloud's IgnoreCheck)",
+    )
+    run.add_argument(
         "--daemon",
         action="store_true",
         default=None,
@@ -105,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_options(status)
     status.set_defaults(func=command_status)
 
+    register_checks(commands)
     register_cloud_commands(commands)
     return parser
 
@@ -133,6 +146,8 @@ def command_run(args: argparse.Namespace) -> int:
     exit_code = ExitCode.OK
     try:
         options = run_options(args, os.environ)
+        if not args.ignore_check:
+            run_preflight(options)
         with reporter_for(stats, json_lines=args.json_progress, console=args.console):
             with_retries(
                 lambda: run_migration(options, stats),
@@ -158,6 +173,17 @@ def command_run(args: argparse.Namespace) -> int:
     if args.summary_json:
         write_summary_json(args.summary_json, summary)
     return exit_code
+
+
+def run_preflight(options: RunOptions) -> None:
+    """The checks `cvm-migrate check` makes; a failure stops the run before any data."""
+    report = preflight(CheckContext.for_run(options))
+    for result in report.results:
+        level = {"FAIL": logging.ERROR, "WARN": logging.WARNING}.get(result.status, logging.INFO)
+        log.log(level, "check: %s", result.line())
+    if report.exit_code == CHECKS_FAILED:
+        failed = [r.name for r in report.results if r.status == "FAIL"]
+        raise ChecksFailed(", ".join(failed))
 
 
 def command_status(args: argparse.Namespace) -> int:

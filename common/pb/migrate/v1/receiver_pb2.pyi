@@ -66,20 +66,22 @@ DIFFERENCE_KIND_METADATA: DifferenceKind
 DIFFERENCE_KIND_TYPE: DifferenceKind
 
 class HelloRequest(_message.Message):
-    __slots__ = ("protocol_version", "sender_version", "source_hostname", "exclude_rules", "mirror_deletions", "compare_content")
+    __slots__ = ("protocol_version", "sender_version", "source_hostname", "exclude_rules", "mirror_deletions", "compare_content", "probe")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SENDER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_RULES_FIELD_NUMBER: _ClassVar[int]
     MIRROR_DELETIONS_FIELD_NUMBER: _ClassVar[int]
     COMPARE_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     sender_version: str
     source_hostname: str
     exclude_rules: _containers.RepeatedScalarFieldContainer[bytes]
     mirror_deletions: bool
     compare_content: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ..., exclude_rules: _Optional[_Iterable[bytes]] = ..., mirror_deletions: _Optional[bool] = ..., compare_content: _Optional[bool] = ...) -> None: ...
+    probe: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., sender_version: _Optional[str] = ..., source_hostname: _Optional[str] = ..., exclude_rules: _Optional[_Iterable[bytes]] = ..., mirror_deletions: _Optional[bool] = ..., compare_content: _Optional[bool] = ..., probe: _Optional[bool] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
     __slots__ = ("protocol_version", "receiver_version", "session_id", "receiver_time_unix_ns", "max_frame_raw_bytes", "max_message_bytes", "free_bytes", "free_inodes", "receiver_is_root", "sync_group_bytes", "target_os_id", "target_os_like", "target_os_version")
