@@ -27,20 +27,37 @@ class FrameError(ValueError):
     """A frame that cannot be decoded to exactly its declared size."""
 
 
+# After this many frames in a row that did not shrink (media, archives,
+# encrypted data), the next _SKIP_FRAMES go raw without trying, then one is
+# tried again. Trying costs about 1 ms per MiB of CPU for nothing (DESIGN.md:
+# incompressible data at >= 0.9 GB/s).
+_MISSES_BEFORE_SKIPPING = 2
+_SKIP_FRAMES = 16
+
+
 class FrameEncoder:
     """Compresses frames; one per thread (a ZstdCompressor is not thread-safe)."""
 
     def __init__(self, level: int = DEFAULT_LEVEL) -> None:
         self.level = level
         self._compressor = zstandard.ZstdCompressor(level=level) if level > 0 else None
+        self._misses = 0
+        self._skipping = 0
 
     def encode(self, raw: bytes) -> tuple[pb.Encoding, bytes]:
         """(encoding, payload) for `raw`; raw when level is 0 or it does not shrink."""
         if self._compressor is None or not raw:
             return pb.ENCODING_RAW, raw
+        if self._skipping:
+            self._skipping -= 1
+            return pb.ENCODING_RAW, raw
         compressed = self._compressor.compress(raw)
         if len(compressed) > len(raw) * (1 - _MIN_SAVING):
+            self._misses += 1
+            if self._misses >= _MISSES_BEFORE_SKIPPING:
+                self._skipping = _SKIP_FRAMES
             return pb.ENCODING_RAW, raw
+        self._misses = 0
         return pb.ENCODING_ZSTD, compressed
 
 

@@ -103,3 +103,13 @@ def test_arbitrary_zstd_payload_decodes_to_its_size_or_raises_frame_error(
     except FrameError:
         return
     assert len(raw) == raw_size
+
+
+def test_after_incompressible_frames_a_few_go_raw_untried_then_compression_is_tried_again() -> None:
+    encoder = FrameEncoder(3)
+    text = b"the quick brown fox jumps over the lazy dog\n" * 2000
+    assert [encoder.encode(os.urandom(64 << 10))[0] for _ in range(2)] == [pb.ENCODING_RAW] * 2
+    # Skipped without trying, even though this data would compress...
+    assert [encoder.encode(text)[0] for _ in range(16)] == [pb.ENCODING_RAW] * 16
+    # ...then tried again, and compressed.
+    assert encoder.encode(text)[0] == pb.ENCODING_ZSTD
