@@ -89,9 +89,7 @@ def run_migration(options: RunOptions, stats: RunStats) -> None:
         # The receiver acknowledges once per sync group: a window at or below
         # that would wait for an acknowledgement that never comes.
         window = max(options.window_bytes, hello.sync_group_bytes + 2 * options.chunk_bytes)
-        settings = StreamSettings(
-            options.chunk_bytes, options.compress_level, window, bandwidth
-        )
+        settings = StreamSettings(options.chunk_bytes, options.compress_level, window, bandwidth)
         stop_scan = threading.Event()
         if not stats.scan_complete:
             start_prescan(source, options.walk, stats, stop_scan)
