@@ -22,7 +22,7 @@ from common.relpath import display
 from receiver.durability import SyncGroup, syncfs
 from receiver.faults import BadRequest, CorruptData, OverLimit, fatal_for_session
 from receiver.journal import COMMITTED, FAILED, Journal, Partial, Statement
-from receiver.session import Session
+from receiver.session import MAX_ENTRY_ID, Session
 from receiver.tree import PartialFile, TreeWriter
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ class IncomingStream:
         """The sender gave up on the file: its partial content goes."""
         incoming = self._open.pop(file_id, None)
         if incoming is None:
+            if file_id > MAX_ENTRY_ID:
+                raise BadRequest(f"file id {file_id} is over {MAX_ENTRY_ID}")
             planned = self._journal.pending_file(self.session.id, file_id)
             if planned is None:
                 return
@@ -190,13 +192,12 @@ class IncomingStream:
             return None
         if file_id in self._ended:
             raise BadRequest(f"file id {file_id} already ended on this stream")
-        planned = self._journal.pending_file(self.session.id, file_id)
+        if file_id > MAX_ENTRY_ID:
+            raise BadRequest(f"file id {file_id} is over {MAX_ENTRY_ID}")
+        planned = self.session.planned_file(file_id)
         if planned is None:
             raise BadRequest(f"file id {file_id} was not planned for sending")
-        entry, delta = planned
-        partial = self._journal.partial(entry.path)
-        if partial is None:
-            raise BadRequest(f"{display(entry.path)}: no partial file planned")
+        entry, delta, partial = planned.entry, planned.delta, planned.partial
         if len(self._open) >= MAX_OPEN_FILES:
             raise OverLimit(f"more than {MAX_OPEN_FILES} files open on one stream")
         try:

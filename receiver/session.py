@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,12 +32,22 @@ from receiver.verify import Checker, extra_differences
 
 log = logging.getLogger(__name__)
 
+# Files planned for sending kept in memory for their Transfer stream, so
+# opening each needs no journal query (two per file otherwise); the journal
+# answers for the rest. About 0.5 KiB each.
+_PLANNED_KEPT = 16384
+
 # Bounds on what one message may carry, so memory stays flat whatever a
 # sender sends.
 MAX_ENTRIES_PER_BATCH = 4096
 MAX_LINK_TARGET = 4095  # PATH_MAX - 1
 MAX_XATTR_BYTES = 1 << 20  # per entry, names and values together; Linux allows 64 KiB per value
 XATTR_NAME_MAX = 255
+# The journal stores ids as SQLite INTEGER, signed 64-bit.
+MAX_ENTRY_ID = 2**63 - 1
+# ext4's limit with 4 KiB blocks. Holes are hashed as zeros (about 13 GB/s),
+# so a bound on the size is a bound on the time a file's hash can take.
+MAX_FILE_BYTES = 16 << 40
 
 _SPECIAL_KINDS = {
     pb.ENTRY_KIND_SYMLINK,
@@ -53,6 +64,15 @@ class SessionOptions:
     rules: ExcludeRules
     mirror_deletions: bool = False
     compare_content: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """What a Transfer stream needs to open a file the plan asked for."""
+
+    entry: pb.Entry
+    delta: bool
+    partial: Partial
 
 
 @dataclass
@@ -87,6 +107,7 @@ class Session:
         self._clock_ns = clock_ns
         self.progress = SessionProgress()
         self._users = 0
+        self._planned: OrderedDict[int, PlannedFile] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -190,17 +211,40 @@ class Session:
         else:
             if partial is not None:
                 writer.remove_temp(entry.path, partial.temp_name)
-            statements.append(Journal.put_partial(Partial.fresh(entry, temp_name())))
+            partial = Partial.fresh(entry, temp_name())
+            statements.append(Journal.put_partial(partial))
         base = writer.live_file(entry.path) if entry.size else None
         if base is not None:
             try:
                 _offer_delta(decision, base, entry.size)
             finally:
                 os.close(base)
-        statements.append(
-            Journal.add_entry(self.id, entry, delta=decision.action == pb.ACTION_DELTA)
-        )
+        delta = decision.action == pb.ACTION_DELTA
+        statements.append(Journal.add_entry(self.id, entry, delta=delta))
+        self._remember(PlannedFile(entry, delta, partial))
         return decision
+
+    # -- files planned for sending ------------------------------------------------
+
+    def _remember(self, planned: PlannedFile) -> None:
+        with self._lock:
+            self._planned[planned.entry.id] = planned
+            if len(self._planned) > _PLANNED_KEPT:
+                self._planned.popitem(last=False)
+
+    def planned_file(self, file_id: int) -> PlannedFile | None:
+        """A file planned for sending and not yet taken: from memory while recent
+        (the common case: content follows its plan closely), else the journal."""
+        with self._lock:
+            planned = self._planned.pop(file_id, None)
+        if planned is not None:
+            return planned
+        found = self.journal.pending_file(self.id, file_id)
+        if found is None:
+            return None
+        entry, delta = found
+        partial = self.journal.partial(entry.path)
+        return None if partial is None else PlannedFile(entry, delta, partial)
 
     @staticmethod
     def _resumable(partial: Partial, entry: pb.Entry, writer: TreeWriter) -> bool:
@@ -319,6 +363,10 @@ def _offer_delta(decision: pb.Decision, base: int, size: int) -> None:
 def _validate(entry: pb.Entry) -> None:
     """Refuse an entry that breaks the wire contract before touching anything."""
     parts = split_relpath(entry.path)  # raises InvalidPath
+    if entry.id > MAX_ENTRY_ID:
+        raise BadRequest(f"{display(entry.path)}: id {entry.id} is over {MAX_ENTRY_ID}")
+    if entry.size > MAX_FILE_BYTES:
+        raise BadRequest(f"{display(entry.path)}: {entry.size} bytes is over {MAX_FILE_BYTES}")
     if entry.kind not in pb.EntryKind.values() or entry.kind == pb.ENTRY_KIND_UNSPECIFIED:
         raise BadRequest(f"{display(entry.path)}: unknown entry kind {entry.kind}")
     if not parts and entry.kind != pb.ENTRY_KIND_DIRECTORY:

@@ -25,7 +25,9 @@ from receiver.metadata import apply_metadata, metadata_matches, read_xattrs
 _NEW_DIR_MODE = 0o700  # the real mode is applied in Finish, after the contents
 # Read and write: a resumed file's durable prefix is read back to hash it.
 _OPEN_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_ONLY_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO (or a device) found where a file was expected
+# must not wait for a writer; on regular files it changes nothing.
+READ_ONLY_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _TEMP_PREFIX = b".cvm-migrate."
 _TEMP_SUFFIX = b".tmp"
 
@@ -128,7 +130,10 @@ class PartialFile:
         """Fill in to `size` and check the whole content's hash."""
         self._take_from_base(size)
         self.digest.zero_fill_to(size)
-        os.ftruncate(self.fd, size)
+        # Only a tail hole needs the file extended: a truncate to the size it
+        # already has would still wait for the writeback of its last page.
+        if os.fstat(self.fd).st_size != size:
+            os.ftruncate(self.fd, size)
         return self.digest.digest() == expected_digest
 
     def _take_from_base(self, end: int) -> None:
@@ -268,9 +273,12 @@ class TreeWriter:
             return False
         if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
             return False
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, READ_ONLY_FLAGS, dir_fd=dir_fd)
         try:
-            if not metadata_matches(os.fstat(fd), read_xattrs(fd), entry):
+            held = os.fstat(fd)
+            if not stat.S_ISREG(held.st_mode):
+                return False  # replaced since the lstat above
+            if not metadata_matches(held, read_xattrs(fd), entry):
                 apply_metadata(fd, entry, is_symlink=False, as_root=self.as_root)
         finally:
             os.close(fd)
@@ -280,7 +288,7 @@ class TreeWriter:
         """A read-only descriptor of the regular file at `path`, if there is one."""
         dir_fd, name = self._dirs.parent_of(path)
         try:
-            fd = os.open(name, _READ_ONLY_FLAGS, dir_fd=dir_fd)
+            fd = os.open(name, READ_ONLY_FLAGS, dir_fd=dir_fd)
         except (FileNotFoundError, OSError) as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno == errno.ELOOP:
                 return None

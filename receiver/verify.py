@@ -18,8 +18,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import split_relpath
 from receiver.beneath import DirCache, NotADirectoryOnPath, proc_path
 from receiver.metadata import read_xattrs, xattrs_of
-
-_READ_ONLY = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+from receiver.tree import READ_ONLY_FLAGS
 
 
 def _difference(entry: pb.Entry, kind: pb.DifferenceKind, detail: str = "") -> pb.Difference:
@@ -78,7 +77,7 @@ class Checker:
     ) -> str | None:
         if st.st_size != entry.size:
             return f"size {entry.size} on the source, {st.st_size} on the target"
-        fd = os.open(name, _READ_ONLY, dir_fd=dir_fd)
+        fd = os.open(name, READ_ONLY_FLAGS, dir_fd=dir_fd)
         try:
             if file_digest(fd, st.st_size) != entry.content_xxh3_128:
                 return "content differs (xxh3-128)"

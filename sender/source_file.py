@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from common.content_hash import FileDigest
 from common.extents import data_extents, read_extents
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in since the walk must not block the read.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _HASH_STEP = 1 << 20
 
 
