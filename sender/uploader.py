@@ -32,6 +32,8 @@ from sender.stats import RunStats
 # How long an uploader waits for the next planned file before it sends the
 # frame it has started.
 _IDLE_S = 0.05
+# Frames made ahead of gRPC's sending, per stream: each about a chunk.
+_FRAMES_AHEAD = 4
 
 
 class InFlight:
@@ -156,6 +158,35 @@ class Uploader:
     # -- requests ---------------------------------------------------------------
 
     def _requests(self) -> Iterator[pb.TransferRequest]:
+        """The stream's messages, made ahead by a thread of their own, so reading,
+        hashing and compressing the next frames overlaps gRPC sending this one
+        (gRPC's sync API waits for each write before taking the next message)."""
+        ready: queue.Queue[pb.TransferRequest | None] = queue.Queue(maxsize=_FRAMES_AHEAD)
+        threading.Thread(target=self._produce, args=(ready,), name="frames", daemon=True).start()
+        while (request := ready.get()) is not None:
+            yield request
+
+    def _produce(self, ready: queue.Queue[pb.TransferRequest | None]) -> None:
+        try:
+            for request in self._messages():
+                if not self._hand_over(ready, request):
+                    return
+        finally:
+            self._hand_over(ready, None)
+
+    def _hand_over(
+        self, ready: queue.Queue[pb.TransferRequest | None], item: pb.TransferRequest | None
+    ) -> bool:
+        """Queue `item` for gRPC; False once the stream is over and nobody will take it."""
+        while True:
+            try:
+                ready.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                if self._closed:
+                    return False
+
+    def _messages(self) -> Iterator[pb.TransferRequest]:
         try:
             yield pb.TransferRequest(session_id=self._session_id)
             encoder = FrameEncoder(self._settings.compress_level)
