@@ -313,6 +313,14 @@ def launch_receiver(
     return receiver
 
 
+_TRANSIENT = (
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+
+
 class ReceiverStatus:
     """The Status RPC of a receiver's latest session, over a plaintext channel of its own."""
 
@@ -331,14 +339,16 @@ class ReceiverStatus:
         self.close()
 
     def status(self) -> pb.StatusResponse | None:
-        """The latest session's progress; None before any session or while unreachable."""
+        """The latest session's progress; None before any session, or when one call is slow
+        or refused (a loaded machine): the caller's deadline decides."""
         try:
             response: pb.StatusResponse = self._stub.Status(
                 pb.StatusRequest(), metadata=self._metadata, timeout=STATUS_RPC_TIMEOUT_S
             )
             return response
         except grpc.RpcError as exc:
-            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.NOT_FOUND:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code in _TRANSIENT:
                 return None
             raise
 

@@ -10,6 +10,7 @@ receiver still serves; every run that must succeed by rsync (tests/oracle.py).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -44,7 +45,7 @@ from tests.receiver.wire_client import WireClient
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and setpriv need root")
 
-OK, CONNECT_FAILED, TRANSFER_FAILED, ENTRIES_FAILED, TARGET_FULL = 0, 5, 8, 9, 10
+OK, TRANSFER_FAILED, ENTRIES_FAILED, TARGET_FULL = 0, 8, 9, 10
 CHECKS_FAILED = 14
 # The sender's pre-migration checks would stop these runs before any byte is sent (the
 # target's free space, a non-root sender): each test shows that once, then skips them to
@@ -63,6 +64,7 @@ class Receivers:
     """Receivers a test started; each must exit 0 on SIGTERM unless the test killed it."""
 
     base: Path
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
     started: list[Receiver] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
 
@@ -73,10 +75,6 @@ class Receivers:
         )
         self.started.append(receiver)
         return receiver
-
-    @property
-    def token(self) -> str:
-        return "faults-" + self.base.name
 
     def kill(self, receiver: Receiver) -> None:
         receiver.kill()
@@ -132,6 +130,7 @@ def assert_failed_with(sender: Sender, code: int, *words: str) -> str:
         assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
     assert "Traceback" not in sender.stderr(), sender.describe()
     assert sender.summary()["exit_code"] == code
+    print(f"exit {code}: {lines[0]}")
     return lines[0]
 
 
@@ -336,8 +335,9 @@ def test_d_unreadable_source_file_fails_alone_for_an_unprivileged_sender(
 
 SIGTERM_FILE_SIZE = 300 * MIB
 SIGTERM_AT = 64 * MIB
-# The receiver lets running streams end for 10 s, then cancels them.
-RECEIVER_EXIT_BOUND_S = 15.0
+# The receiver lets running streams end for 10 s, then cancels them; the rest is margin for
+# a loaded machine.
+RECEIVER_EXIT_BOUND_S = 18.0
 
 
 @pytest.mark.parametrize("sender_state", ["frozen", "streaming"])

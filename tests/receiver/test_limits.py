@@ -246,7 +246,10 @@ def test_thousands_of_concurrent_streams_are_refused_past_the_limit(target: Targ
             call.cancel()
         for channel in channels:
             channel.close()
-    print(f"held {held}, ended {dict(codes)} {details}; Hello {hello_code} in {hello_took:.2f} s")
+    print(
+        f"held {held}, ended {dict(codes)} {details}; Hello {hello_code} in {hello_took:.2f} s; "
+        f"receiver peak RSS {target.peak_rss_bytes() >> 20} MiB"
+    )
     assert 0 < held <= MAX_CONCURRENT_RPCS
     assert codes == {EXHAUSTED: FLOOD_STREAMS - held}, details
     assert hello_code in (grpc.StatusCode.OK, EXHAUSTED)
@@ -322,7 +325,10 @@ def test_a_client_that_never_reads_acks_cannot_grow_the_receivers_memory(target:
     while not progress.done and time.monotonic() < deadline:
         max_lead = max(max_lead, progress.sent - _temp_file_size(target.root))
         time.sleep(0.005)
-    print(f"sent {progress.sent >> 20} MiB unread; max lead over the disk {max_lead >> 20} MiB")
+    print(
+        f"sent {progress.sent >> 20} MiB unread; max lead over the disk {max_lead >> 20} MiB; "
+        f"receiver peak RSS {target.peak_rss_bytes() >> 20} MiB"
+    )
     assert progress.done, f"only {progress.sent} bytes sent in 240 s"
     assert max_lead <= MAX_LEAD_BYTES
     assert target.peak_rss_bytes() < MAX_RECEIVER_HWM_BYTES
@@ -395,27 +401,41 @@ def _huge_requests(sid: str, how: str) -> list[pb.TransferRequest]:
     end = pb.FileEnd(file_id=1, size=HUGE, xxh3_128=bytes(16))
     if how == "end-at-once":
         return [pb.TransferRequest(session_id=sid, ends=[end])]
+    if how == "restart-to-absurd-size":
+        # Planned small; "the source changed while read" and now claims 4 EiB.
+        grown = file_entry(1, b"huge", HUGE)
+        return [pb.TransferRequest(session_id=sid, restarts=[grown], ends=[end])]
     last = Run(1, HUGE - 1, b"z")
     return [pb.TransferRequest(session_id=sid, frame=data_frame([last], level=0), ends=[end])]
 
 
-@pytest.mark.parametrize("how", ["end-at-once", "last-byte-only"])
+@pytest.mark.parametrize("how", ["end-at-once", "last-byte-only", "restart-to-absurd-size"])
 def test_a_file_of_absurd_size_is_refused_or_fails_alone_promptly(target: Target, how: str) -> None:
+    """Entry.size is a uint64 nothing bounds. The receiver hashes a file's holes as zeros
+    (common/content_hash.py, FileDigest.zero_fill_to, from PartialFile.write/complete in
+    receiver/tree.py) before the filesystem could refuse the size (ftruncate runs after the
+    hash): a 4 EiB file keeps a worker thread hashing zeros for ever, and the receiver then
+    no longer exits on SIGTERM (the thread is not a daemon). Plan now refuses sizes over
+    16 TiB; a restart (TransferRequest.restarts) carries a new Entry that must be held to
+    the same bounds."""
     sid = target.session()
-    planned = target.client.plan(sid, [[file_entry(1, b"huge", HUGE)]])
+    size = 10 if how == "restart-to-absurd-size" else HUGE
+    planned = target.client.plan(sid, [[file_entry(1, b"huge", size)]])
     assert planned.code in (grpc.StatusCode.OK, INVALID), planned.details
     if planned.code == grpc.StatusCode.OK:
         [decision] = [d for r in planned.responses for d in r.decisions]
         if decision.action in (pb.ACTION_SEND, pb.ACTION_DELTA):
             started = time.monotonic()
             call = target.client.stub.Transfer(
-                iter(_huge_requests(sid, how)), metadata=target.client.auth, timeout=RPC_TIMEOUT_S
+                iter(_huge_requests(sid, how)),
+                metadata=target.client.auth,
+                timeout=REFUSAL_BOUND_S,
             )
             outcome = collect(call)
             took = time.monotonic() - started
             failed_alone = any(a.error for r in outcome.responses for a in r.acks)
             assert outcome.code != grpc.StatusCode.DEADLINE_EXCEEDED, (
-                f"a {HUGE}-byte file kept the receiver busy for the whole {RPC_TIMEOUT_S} s "
+                f"a {HUGE}-byte file kept the receiver busy past the {REFUSAL_BOUND_S} s "
                 "deadline (zero-filling its holes into the hash)"
             )
             assert failed_alone or outcome.code in (INVALID, grpc.StatusCode.DATA_LOSS), outcome
