@@ -22,7 +22,7 @@ from common.relpath import display
 from receiver.durability import SyncGroup, syncfs
 from receiver.faults import BadRequest, CorruptData, OverLimit, fatal_for_session
 from receiver.journal import COMMITTED, FAILED, Journal, Partial, Statement
-from receiver.session import MAX_ENTRY_ID, Session
+from receiver.session import MAX_ENTRY_ID, Session, validate_entry
 from receiver.tree import PartialFile, TreeWriter
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class IncomingStream:
         planned = incoming.entry
         if entry.path != planned.path or entry.kind != pb.ENTRY_KIND_FILE:
             raise BadRequest(f"restart of {display(planned.path)} names another file")
+        validate_entry(entry)  # held to the rules of a planned entry
         self._guard(incoming, incoming.partial.restart)
         incoming.entry = entry
         self._statements.append(

@@ -152,7 +152,7 @@ class Session:
             raise BadRequest(f"{len(entries)} entries in one batch, over {MAX_ENTRIES_PER_BATCH}")
         # A batch is refused whole: nothing of it is applied if one entry is bad.
         for entry in entries:
-            _validate(entry)
+            validate_entry(entry)
         statements: list[Statement] = []
         decisions = [self._decide(entry, writer, statements) for entry in entries]
         if self.options.mirror_deletions:
@@ -260,7 +260,7 @@ class Session:
         if len(entries) > MAX_ENTRIES_PER_BATCH:
             raise BadRequest(f"{len(entries)} entries in one batch, over {MAX_ENTRIES_PER_BATCH}")
         for entry in entries:
-            _validate(entry)
+            validate_entry(entry)
         self.journal.transaction(Journal.name_path(self.id, e.path) for e in entries)
         return [d for entry in entries for d in checker.differences(entry)]
 
@@ -360,7 +360,7 @@ def _offer_delta(decision: pb.Decision, base: int, size: int) -> None:
     decision.block_hashes.extend(block_hashes(base, base_size, block_size))
 
 
-def _validate(entry: pb.Entry) -> None:
+def validate_entry(entry: pb.Entry) -> None:
     """Refuse an entry that breaks the wire contract before touching anything."""
     parts = split_relpath(entry.path)  # raises InvalidPath
     if entry.id > MAX_ENTRY_ID:

@@ -43,6 +43,14 @@ class Checker:
             return None
 
     def differences(self, entry: pb.Entry) -> list[pb.Difference]:
+        """What differs for one entry; a target that cannot be read is a difference too."""
+        try:
+            return self._compare(entry)
+        except OSError as exc:
+            detail = f"cannot be read on the target: {exc.strerror}"
+            return [_difference(entry, pb.DIFFERENCE_KIND_METADATA, detail)]
+
+    def _compare(self, entry: pb.Entry) -> list[pb.Difference]:
         found = self._lookup(entry.path)
         if found is None:
             return [_difference(entry, pb.DIFFERENCE_KIND_MISSING)]
