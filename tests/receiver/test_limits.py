@@ -411,13 +411,12 @@ def _huge_requests(sid: str, how: str) -> list[pb.TransferRequest]:
 
 @pytest.mark.parametrize("how", ["end-at-once", "last-byte-only", "restart-to-absurd-size"])
 def test_a_file_of_absurd_size_is_refused_or_fails_alone_promptly(target: Target, how: str) -> None:
-    """Entry.size is a uint64 nothing bounds. The receiver hashes a file's holes as zeros
+    """Entry.size is a uint64. The receiver hashes a file's holes as zeros
     (common/content_hash.py, FileDigest.zero_fill_to, from PartialFile.write/complete in
     receiver/tree.py) before the filesystem could refuse the size (ftruncate runs after the
-    hash): a 4 EiB file keeps a worker thread hashing zeros for ever, and the receiver then
-    no longer exits on SIGTERM (the thread is not a daemon). Plan now refuses sizes over
-    16 TiB; a restart (TransferRequest.restarts) carries a new Entry that must be held to
-    the same bounds."""
+    hash): a 4 EiB file used to keep a worker thread hashing zeros for ever, and the receiver
+    then no longer exited on SIGTERM (the thread is not a daemon). Sizes over 16 TiB are
+    refused now, in Plan and in a restart (TransferRequest.restarts)."""
     sid = target.session()
     size = 10 if how == "restart-to-absurd-size" else HUGE
     planned = target.client.plan(sid, [[file_entry(1, b"huge", size)]])
@@ -453,8 +452,8 @@ BIG_ID = 2**63  # a valid uint64 Entry.id / file_id, past SQLite's signed 64-bit
 def test_ids_past_int64_are_refused_not_crashing(target: Target, where: str) -> None:
     """Entry.id and the file ids of Transfer are uint64 on the wire; the journal stores them
     as SQLite INTEGER (signed 64-bit), and Python's sqlite3 raises OverflowError ("Python int
-    too large to convert to SQLite INTEGER") for anything from 2**63 on. Nothing maps that
-    error, so the call ends UNKNOWN. (Found by the fuzzer.)"""
+    too large to convert to SQLite INTEGER") for anything from 2**63 on. Nothing mapped that
+    error, so the call ended UNKNOWN. (Found by the fuzzer.)"""
     sid = target.session()
     if where == "plan":
         outcome = target.client.plan(sid, [[file_entry(BIG_ID, b"f", 3)]])
