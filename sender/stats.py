@@ -66,14 +66,16 @@ class RunStats:
             self.scan_files, self.scan_bytes, self.scan_complete = files, size, complete
 
     def start_again(self) -> None:
-        """A new attempt plans the tree afresh: what it counts replaces the last one's.
-
-        What was carried (bytes, files transferred) stays: it did cross the link.
+        """A new attempt plans the tree afresh: what it counts replaces the last one's,
+        so files committed before count as skipped by it (the receiver has them) and
+        transferred + skipped + failed still add up to the plan. The bytes carried stay:
+        they did cross the link.
         """
         with self._lock:
             self.attempts += 1
             self.entries_total = self.files_total = self.bytes_total = 0
             self.files_skipped = self.files_failed = self.hardlinks = self.sockets_skipped = 0
+            self.files_transferred = 0
             self.done_files = self.done_bytes = 0
             self.warnings_count = 0
             self.warnings = []

@@ -116,6 +116,7 @@ class Endpoint:
     def open_channel(self) -> grpc.Channel:
         options: list[tuple[str, str | int]] = list(grpc_config.CHANNEL_OPTIONS)
         if self.proxy is not None:
+            self._proxy_tunnels  # noqa: B018 - say what the proxy answered, not gRPC's timeout
             options.append(("grpc.http_proxy", self.proxy.url()))
         else:
             options.append(("grpc.enable_http_proxy", 0))  # no surprise proxy from the env
@@ -129,6 +130,20 @@ class Endpoint:
         return grpc.secure_channel(
             self.address, credentials, options=options, compression=grpc.Compression.NoCompression
         )
+
+    @functools.cached_property
+    def _proxy_tunnels(self) -> bool:
+        """Open one tunnel through the proxy first: gRPC would hide a refusal (a
+        wrong password, a port not allowed) behind a connect timeout."""
+        assert self.proxy is not None
+        host, port = split_address(self.address)
+        try:
+            self.proxy.tunnel(host, port, self.connect_timeout_s).close()
+        except OSError as exc:
+            raise ConnectError(
+                f"{self.address} through the proxy {self.proxy.host}:{self.proxy.port}", exc
+            ) from exc
+        return True
 
     @functools.cached_property
     def _credentials(self) -> tuple[grpc.ChannelCredentials, str | None]:
