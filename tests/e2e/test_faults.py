@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 
 from tests.e2e.faults_support import (
     MIB,
+    REPO_ROOT,
     Receiver,
     ReceiverStatus,
     Sender,
@@ -277,6 +279,25 @@ def test_c_read_only_target_is_one_clear_error_and_the_receiver_keeps_serving(
 
 
 @pytest.fixture
+def code_reachable_by_nobody() -> Iterator[None]:
+    """The unprivileged sender must reach the interpreter and this checkout; a clone in a
+    root-only directory (mktemp -d) would stop it before it starts. Directories on the
+    way get o+x (search, not read) for the test, and back after."""
+    changed: list[tuple[Path, int]] = []
+    for path in {Path(sys.executable).absolute(), Path(sys.executable).resolve(), REPO_ROOT}:
+        for directory in [path, *path.parents] if path.is_dir() else list(path.parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
+                changed.append((directory, stat.S_IMODE(mode)))
+    try:
+        yield
+    finally:
+        for directory, mode in reversed(changed):
+            os.chmod(directory, mode)
+
+
+@pytest.fixture
 def world_readable_dir() -> Iterator[Path]:
     """A directory an unprivileged sender can reach (pytest's tmp_path is root's alone)."""
     top = Path(tempfile.mkdtemp(prefix="cvm-faults-"))
@@ -288,7 +309,10 @@ def world_readable_dir() -> Iterator[Path]:
 
 
 def test_d_unreadable_source_file_fails_alone_for_an_unprivileged_sender(
-    tmp_path: Path, world_readable_dir: Path, receivers: Receivers
+    tmp_path: Path,
+    world_readable_dir: Path,
+    receivers: Receivers,
+    code_reachable_by_nobody: None,
 ) -> None:
     src = world_readable_dir / "src"
     small_files(src, 60, 2048, per_dir=20)
