@@ -21,7 +21,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
 from sender.connection import ReceiverClient, translate
 from sender.describe import Hardlinks, describe
-from sender.source_file import Fingerprint
+from sender.source_file import Fingerprint, prefetch
 from sender.stats import RunStats
 from sender.walk import WalkOptions, walk
 
@@ -143,12 +143,14 @@ class Planner:
         self._slots.release()
         for entry, decision in zip(batch, response.decisions, strict=True):
             if decision.action in (pb.ACTION_SEND, pb.ACTION_DELTA):
+                abspath = os.path.join(self._source, entry.path)
+                prefetch(abspath, entry.size)
                 put_unless_aborted(
                     self._jobs,
                     FileJob(
                         id=entry.id,
                         relpath=entry.path,
-                        abspath=os.path.join(self._source, entry.path),
+                        abspath=abspath,
                         planned=Fingerprint(entry.size, entry.mtime_ns, entry.ctime_ns),
                         offset=decision.resume_offset,
                         delta=decision if decision.action == pb.ACTION_DELTA else None,
