@@ -20,6 +20,7 @@ from typing import IO, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from sender.report import human_size
 from sender.stats import RunStats
 
 # The rate is smoothed over roughly this many seconds.
@@ -81,14 +82,6 @@ def take_snapshot(stats: RunStats, meter: RateMeter) -> Snapshot:
     )
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -117,11 +110,11 @@ class TerminalView:
         self._progress.start()
 
     def show(self, snapshot: Snapshot) -> None:
-        total = _size(snapshot.bytes_total) + ("" if snapshot.total_known else "+ (scanning)")
+        total = human_size(snapshot.bytes_total) + ("" if snapshot.total_known else "+ (scanning)")
         detail = (
-            f"{_size(snapshot.bytes_done)}/{total}  "
+            f"{human_size(snapshot.bytes_done)}/{total}  "
             f"{snapshot.files_done}/{snapshot.files_total} files  "
-            f"{_size(snapshot.bytes_per_s)}/s  ETA {_duration(snapshot.eta_s)}  "
+            f"{human_size(snapshot.bytes_per_s)}/s  ETA {_duration(snapshot.eta_s)}  "
             f"{snapshot.current_file[-60:]}"
         )
         self._progress.update(self._task, completed=snapshot.fraction, detail=detail)
@@ -145,7 +138,7 @@ class LineView:
                 f"progress pct={snapshot.fraction * 100:.1f} "
                 f"bytes={snapshot.bytes_done}/{snapshot.bytes_total} "
                 f"files={snapshot.files_done}/{snapshot.files_total} "
-                f"rate={_size(snapshot.bytes_per_s).replace(' ', '')}/s "
+                f"rate={human_size(snapshot.bytes_per_s).replace(' ', '')}/s "
                 f"eta={_duration(snapshot.eta_s)} total_known={str(snapshot.total_known).lower()}"
             )
         print(line, file=self._stream, flush=True)

@@ -12,7 +12,8 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 _SHOWN_WARNINGS = 20
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """Bytes for people: '512 B', '1.5 GiB'."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -31,8 +32,8 @@ def human_summary(summary: dict[str, Any], source: str, target: str) -> str:
         f"  files   {summary['files_total']} in plan, {summary['files_transferred']} sent, "
         f"{summary['files_skipped']} unchanged, {summary['files_failed']} failed; "
         f"{summary['hardlinks']} hardlinks, {summary['sockets_skipped']} sockets skipped",
-        f"  bytes   {_size(summary['bytes_total'])} in plan, {_size(raw)} sent "
-        f"({_size(raw / elapsed)}/s), {_size(wire)} on the wire (compression {ratio})",
+        f"  bytes   {human_size(summary['bytes_total'])} in plan, {human_size(raw)} sent "
+        f"({human_size(raw / elapsed)}/s), {human_size(wire)} on the wire (compression {ratio})",
     ]
     warnings = summary["warnings"]
     if summary["warnings_count"]:
@@ -55,7 +56,8 @@ def describe_status(status: pb.StatusResponse) -> str:
             f"session {status.session_id}: {state}",
             f"  entries planned  {status.entries_planned}",
             f"  files            {status.files_committed} of {status.files_to_send} committed",
-            f"  bytes            {_size(done)} of {_size(status.bytes_to_send)} durable ({pct})",
+            f"  bytes            {human_size(done)} of {human_size(status.bytes_to_send)}"
+            f" durable ({pct})",
         ]
     )
 
