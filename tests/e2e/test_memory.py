@@ -25,11 +25,12 @@ LIMIT_BYTES = 300 * 10**6
 TREE_FILES = 200_000
 
 
-def _peak_rss(pid: int) -> int:
+def _peak_rss(pid: int) -> int | None:
+    """VmHWM in bytes; None once the process has exited (a zombie has no memory)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+    return None
 
 
 class PeakWatcher:
@@ -44,9 +45,12 @@ class PeakWatcher:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                self.peak = max(self.peak, _peak_rss(self.pid))
+                peak = _peak_rss(self.pid)
             except (FileNotFoundError, ProcessLookupError):
                 return
+            if peak is None:
+                return
+            self.peak = max(self.peak, peak)
 
     def stop(self) -> int:
         self._stop.set()
@@ -63,6 +67,7 @@ def _migrate(src: Path, target: ReceiverProcess, workdir: Path) -> tuple[int, in
     watchers = PeakWatcher(sender.pid), PeakWatcher(target.proc.pid)
     assert sender.wait(timeout=900) == 0
     receiver_peak = _peak_rss(target.proc.pid)
+    assert receiver_peak is not None, "the receiver exited during the run"
     return watchers[0].stop(), max(watchers[1].stop(), receiver_peak)
 
 
