@@ -27,10 +27,11 @@ class FrameError(ValueError):
     """A frame that cannot be decoded to exactly its declared size."""
 
 
-# After this many frames in a row that did not shrink (media, archives,
-# encrypted data), the next _SKIP_FRAMES go raw without trying, then one is
-# tried again. Trying costs about 1 ms per MiB of CPU for nothing (DESIGN.md:
-# incompressible data at >= 0.9 GB/s).
+# After this many frames of one file in a row that did not shrink (media,
+# archives, encrypted data), its next _SKIP_FRAMES go raw without trying, then
+# one is tried again. Trying costs about 1 ms per MiB of CPU for nothing
+# (DESIGN.md: incompressible data at >= 0.9 GB/s). Only frames of that same
+# file are skipped: the files after it may well compress.
 _MISSES_BEFORE_SKIPPING = 2
 _SKIP_FRAMES = 16
 
@@ -41,23 +42,29 @@ class FrameEncoder:
     def __init__(self, level: int = DEFAULT_LEVEL) -> None:
         self.level = level
         self._compressor = zstandard.ZstdCompressor(level=level) if level > 0 else None
+        self._missed_source: int | None = None
         self._misses = 0
         self._skipping = 0
 
-    def encode(self, raw: bytes) -> tuple[pb.Encoding, bytes]:
-        """(encoding, payload) for `raw`; raw when level is 0 or it does not shrink."""
+    def encode(self, raw: bytes, source: int | None = None) -> tuple[pb.Encoding, bytes]:
+        """(encoding, payload) for `raw`; raw when level is 0 or it does not shrink.
+
+        `source` names the one file a frame holds (None for a frame of several).
+        """
         if self._compressor is None or not raw:
             return pb.ENCODING_RAW, raw
-        if self._skipping:
+        same_source = source is not None and source == self._missed_source
+        if same_source and self._skipping:
             self._skipping -= 1
             return pb.ENCODING_RAW, raw
         compressed = self._compressor.compress(raw)
         if len(compressed) > len(raw) * (1 - _MIN_SAVING):
-            self._misses += 1
-            if self._misses >= _MISSES_BEFORE_SKIPPING:
+            self._misses = self._misses + 1 if same_source else 1
+            self._missed_source = source
+            if source is not None and self._misses >= _MISSES_BEFORE_SKIPPING:
                 self._skipping = _SKIP_FRAMES
             return pb.ENCODING_RAW, raw
-        self._misses = 0
+        self._missed_source, self._misses, self._skipping = None, 0, 0
         return pb.ENCODING_ZSTD, compressed
 
 

@@ -65,7 +65,9 @@ class FrameBuilder:
             ends=self._ends, abandoned_file_ids=self._abandoned, restarts=self._restarts
         )
         if self._pieces:
-            encoding, payload = self._encoder.encode(bytes(self._raw))
+            sources = {piece.file_id for piece in self._pieces}
+            source = sources.pop() if len(sources) == 1 else None
+            encoding, payload = self._encoder.encode(bytes(self._raw), source)
             request.frame.CopyFrom(
                 pb.DataFrame(
                     encoding=encoding,

@@ -108,8 +108,17 @@ def test_arbitrary_zstd_payload_decodes_to_its_size_or_raises_frame_error(
 def test_after_incompressible_frames_a_few_go_raw_untried_then_compression_is_tried_again() -> None:
     encoder = FrameEncoder(3)
     text = b"the quick brown fox jumps over the lazy dog\n" * 2000
-    assert [encoder.encode(os.urandom(64 << 10))[0] for _ in range(2)] == [pb.ENCODING_RAW] * 2
-    # Skipped without trying, even though this data would compress...
-    assert [encoder.encode(text)[0] for _ in range(16)] == [pb.ENCODING_RAW] * 16
-    # ...then tried again, and compressed.
-    assert encoder.encode(text)[0] == pb.ENCODING_ZSTD
+    noise = [encoder.encode(os.urandom(64 << 10), source=7)[0] for _ in range(2)]
+    assert noise == [pb.ENCODING_RAW] * 2
+    # Another file, or a frame of several, is tried at once...
+    assert encoder.encode(text, source=8)[0] == pb.ENCODING_ZSTD
+    assert [encoder.encode(os.urandom(64 << 10), source=7)[0] for _ in range(2)] == [
+        pb.ENCODING_RAW
+    ] * 2
+    assert encoder.encode(text, source=None)[0] == pb.ENCODING_ZSTD
+    # ...while the same file's next frames go raw untried, even if they would compress...
+    for _ in range(2):
+        encoder.encode(os.urandom(64 << 10), source=7)
+    assert [encoder.encode(text, source=7)[0] for _ in range(16)] == [pb.ENCODING_RAW] * 16
+    # ...then one is tried again, and compressed.
+    assert encoder.encode(text, source=7)[0] == pb.ENCODING_ZSTD
