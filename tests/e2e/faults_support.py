@@ -35,6 +35,8 @@ import pytest
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
+from tests.e2e.progress_probe import temp_files as temp_files  # shared with the fault tests
+from tests.e2e.progress_probe import write_random_file as write_random_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIB = 1024
@@ -48,8 +50,6 @@ STATUS_RPC_TIMEOUT_S = 5.0
 ERROR_PREFIX = "cvm-migrate: error:"
 # A log record at level ERROR: "2026-01-01 12:00:00,000 ERROR name: message".
 _ERROR_RECORD = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
-TEMP_PREFIX = ".cvm-migrate."
-TEMP_SUFFIX = ".tmp"
 
 T = TypeVar("T")
 
@@ -109,28 +109,6 @@ def peak_rss_bytes(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
-
-
-def temp_files(root: Path) -> list[Path]:
-    """The receiver's temporary files (`.cvm-migrate.<hex>.tmp`) anywhere under `root`."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                found.append(Path(dirpath, name))
-    return sorted(found)
-
-
-def write_random_file(path: Path, size: int, *, chunk: int = 8 * MIB) -> Path:
-    """`size` incompressible bytes; returns `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as out:
-        left = size
-        while left:
-            step = min(chunk, left)
-            out.write(os.urandom(step))
-            left -= step
-    return path
 
 
 def journal_integrity(state_dir: Path) -> str:
