@@ -32,6 +32,8 @@ class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENCODING_UNSPECIFIED: _ClassVar[Encoding]
     ENCODING_RAW: _ClassVar[Encoding]
     ENCODING_ZSTD: _ClassVar[Encoding]
+    ENCODING_ZSTD_STREAM_START: _ClassVar[Encoding]
+    ENCODING_ZSTD_STREAM_NEXT: _ClassVar[Encoding]
 
 class DifferenceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +60,8 @@ ACTION_DELTA: Action
 ENCODING_UNSPECIFIED: Encoding
 ENCODING_RAW: Encoding
 ENCODING_ZSTD: Encoding
+ENCODING_ZSTD_STREAM_START: Encoding
+ENCODING_ZSTD_STREAM_NEXT: Encoding
 DIFFERENCE_KIND_UNSPECIFIED: DifferenceKind
 DIFFERENCE_KIND_MISSING: DifferenceKind
 DIFFERENCE_KIND_EXTRA: DifferenceKind
