@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from common import frame_codec, grpc_config
+from common import grpc_config
 from common.errors import ConfigError
 from common.excludes import (
     ExcludeFile,
@@ -21,6 +21,7 @@ from common.excludes import (
 )
 from common.tls import normalize_fingerprint
 from common.token import TOKEN_ENV, load_token
+from sender.adaptive_level import AUTO
 from sender.client_config import ClientConfig, load_client_config
 from sender.migration import RunOptions
 from sender.transport import (
@@ -140,10 +141,26 @@ def add_transfer_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compress-level",
-        type=int,
-        default=frame_codec.DEFAULT_LEVEL,
-        help="zstd level, 0 for none (default %(default)s)",
+        type=_compress_level,
+        default=AUTO,
+        metavar="auto|N",
+        help="zstd level: auto follows the link (harder while the link is the bottleneck,"
+        " lighter down to none while reading and compressing are), 0 for none, 1-22 fixed"
+        " (default auto)",
     )
+
+
+def _compress_level(value: str) -> int:
+    """--compress-level: 'auto' (AUTO) or a level, checked in run_options."""
+    if value == "auto":
+        return AUTO
+    try:
+        level = int(value)
+    except ValueError:
+        level = -1
+    if level < 0:  # AUTO is -1: only "auto" may mean it
+        raise argparse.ArgumentTypeError(f"not auto or a level from 0: {value!r}")
+    return level
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -249,8 +266,8 @@ def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOpti
     transfer = "streams" in args
     if transfer and args.streams < 1:
         raise ConfigError("--streams must be at least 1")
-    if transfer and not 0 <= args.compress_level <= 22:
-        raise ConfigError("--compress-level must be between 0 and 22")
+    if transfer and args.compress_level != AUTO and not 0 <= args.compress_level <= 22:
+        raise ConfigError("--compress-level must be auto or between 0 and 22")
     if transfer and (args.bwlimit or 0) < 0:
         raise ConfigError("--bwlimit must not be negative")
     return RunOptions(
@@ -261,7 +278,7 @@ def run_options(args: argparse.Namespace, environ: Mapping[str, str]) -> RunOpti
         ),
         streams=args.streams if transfer else DEFAULT_STREAMS,
         chunk_bytes=_chunk_bytes(args) if transfer else grpc_config.DEFAULT_CHUNK_BYTES,
-        compress_level=args.compress_level if transfer else frame_codec.DEFAULT_LEVEL,
+        compress_level=args.compress_level if transfer else AUTO,
         window_bytes=DEFAULT_WINDOW_MIB * grpc_config.MiB,
         delete=transfer and args.delete,
         checksum=transfer and bool(args.checksum),

@@ -35,6 +35,13 @@ def human_summary(summary: dict[str, Any], source: str, target: str) -> str:
         f"  bytes   {human_size(summary['bytes_total'])} in plan, {human_size(raw)} sent "
         f"({human_size(raw / elapsed)}/s), {human_size(wire)} on the wire (compression {ratio})",
     ]
+    levels = summary.get("frames_per_level") or {}
+    if levels:
+        per_level = ", ".join(f"level {level}: {n}" for level, n in levels.items())
+        mean = summary["compress_level_mean"]
+        lines.append(
+            f"  zstd    mean level {mean:.1f} over {sum(levels.values())} frames ({per_level})"
+        )
     warnings = summary["warnings"]
     if summary["warnings_count"]:
         lines.append(f"  warnings {summary['warnings_count']}:")

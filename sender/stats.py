@@ -31,6 +31,9 @@ class RunStats:
     bytes_sent_raw: int = 0  # file bytes carried in this run, uncompressed
     bytes_sent_wire: int = 0  # frame payload bytes on the wire
     bytes_resumed: int = 0  # file bytes the receiver already held from an earlier run
+    # Data frames sent, by the zstd level in force for each (0: raw); with
+    # --compress-level auto the levels a stream moved through.
+    frames_per_level: dict[int, int] = field(default_factory=dict)
     attempts: int = 1
     sessions_opened: int = 0
     # Progress: the totals from the pre-scan, and what is done in file bytes (files
@@ -53,6 +56,17 @@ class RunStats:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def count_frame(self, level: int) -> None:
+        with self._lock:
+            self.frames_per_level[level] = self.frames_per_level.get(level, 0) + 1
+
+    def mean_level(self) -> float | None:
+        """The mean zstd level over the data frames sent; None before the first."""
+        with self._lock:
+            frames = sum(self.frames_per_level.values())
+            weighted = sum(level * n for level, n in self.frames_per_level.items())
+        return weighted / frames if frames else None
 
     def warn(self, message: str) -> None:
         log.warning("%s", message)
@@ -84,6 +98,7 @@ class RunStats:
         return self.clock() - self.started
 
     def summary(self, exit_code: int) -> dict[str, object]:
+        mean_level = self.mean_level()
         with self._lock:
             return {
                 "files_total": self.files_total,
@@ -99,6 +114,8 @@ class RunStats:
                 "bytes_sent_raw": self.bytes_sent_raw,
                 "bytes_sent_wire": self.bytes_sent_wire,
                 "bytes_resumed": self.bytes_resumed,
+                "frames_per_level": {str(k): n for k, n in sorted(self.frames_per_level.items())},
+                "compress_level_mean": None if mean_level is None else round(mean_level, 2),
                 "elapsed_s": round(self.elapsed_s(), 3),
                 "exit_code": exit_code,
                 "attempts": self.attempts,

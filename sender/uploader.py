@@ -7,9 +7,11 @@ bytes is unacknowledged; acknowledgements arrive on the same stream.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from common.frame_codec import FrameEncoder
 from common.kinds import kind_of
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
+from sender.adaptive_level import AUTO, AdaptiveLevel
 from sender.connection import ReceiverClient, translate
 from sender.content import delta_runs, whole_runs
 from sender.describe import describe
@@ -29,11 +32,39 @@ from sender.ratelimit import TokenBucket
 from sender.source_file import Fingerprint, SourceChanged, SourceReader, open_source
 from sender.stats import RunStats
 
+log = logging.getLogger("cvm-migrate")
+
 # How long an uploader waits for the next planned file before it sends the
 # frame it has started.
 _IDLE_S = 0.05
 # Frames made ahead of gRPC's sending, per stream: each about a chunk.
 _FRAMES_AHEAD = 4
+
+
+class _Waits:
+    """Time the two ends of a stream's frame queue spent waiting, since last taken.
+
+    `link`: the frame maker waited to hand a frame over (queue full) or on --bwlimit.
+    `starved`: gRPC waited for a frame (queue empty). `idle`: the maker waited for
+    acknowledgements or for planned files, so an empty queue then was not its doing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._link = self._starved = self._idle = 0.0
+
+    def add(self, *, link: float = 0.0, starved: float = 0.0, idle: float = 0.0) -> None:
+        with self._lock:
+            self._link += link
+            self._starved += starved
+            self._idle += idle
+
+    def take(self) -> tuple[float, float]:
+        """(link wait, starved wait not explained by the maker's idling); then zero."""
+        with self._lock:
+            link, starved = self._link, max(0.0, self._starved - self._idle)
+            self._link = self._starved = self._idle = 0.0
+        return link, starved
 
 
 class InFlight:
@@ -74,6 +105,7 @@ class InFlight:
 @dataclass(frozen=True)
 class StreamSettings:
     chunk_bytes: int
+    # zstd level, 0 for raw, or sender.adaptive_level.AUTO.
     compress_level: int
     # Raw bytes sent and not yet acknowledged as durable, at most.
     window_bytes: int
@@ -106,6 +138,11 @@ class Uploader:
         self._awaiting_commit: dict[int, bool] = {}
         self._error: BaseException | None = None
         self._in_flight = InFlight(stats)
+        self._waits = _Waits()
+        self._adaptive = AdaptiveLevel() if settings.compress_level == AUTO else None
+        self._encoder = FrameEncoder(
+            self._adaptive.level if self._adaptive else settings.compress_level
+        )
 
     def run(self) -> None:
         """Send until the queue's end marker; returns once all is acknowledged."""
@@ -148,12 +185,14 @@ class Uploader:
             self._window.notify_all()
 
     def _wait_for_window(self, raw_bytes: int) -> None:
+        started = time.monotonic()
         with self._window:
             while (
                 self._sent_raw - self._durable_raw + raw_bytes > self._settings.window_bytes
                 and not self._closed
             ):
                 self._window.wait(POLL_S)
+        self._waits.add(idle=time.monotonic() - started)
 
     # -- requests ---------------------------------------------------------------
 
@@ -163,7 +202,15 @@ class Uploader:
         (gRPC's sync API waits for each write before taking the next message)."""
         ready: queue.Queue[pb.TransferRequest | None] = queue.Queue(maxsize=_FRAMES_AHEAD)
         threading.Thread(target=self._produce, args=(ready,), name="frames", daemon=True).start()
-        while (request := ready.get()) is not None:
+        while True:
+            try:
+                request = ready.get_nowait()
+            except queue.Empty:
+                started = time.monotonic()
+                request = ready.get()
+                self._waits.add(starved=time.monotonic() - started)
+            if request is None:
+                return
             yield request
 
     def _produce(self, ready: queue.Queue[pb.TransferRequest | None]) -> None:
@@ -178,9 +225,11 @@ class Uploader:
         self, ready: queue.Queue[pb.TransferRequest | None], item: pb.TransferRequest | None
     ) -> bool:
         """Queue `item` for gRPC; False once the stream is over and nobody will take it."""
+        started = time.monotonic()
         while True:
             try:
                 ready.put(item, timeout=POLL_S)
+                self._waits.add(link=time.monotonic() - started)
                 return True
             except queue.Full:
                 if self._closed:
@@ -189,12 +238,12 @@ class Uploader:
     def _messages(self) -> Iterator[pb.TransferRequest]:
         try:
             yield pb.TransferRequest(session_id=self._session_id)
-            encoder = FrameEncoder(self._settings.compress_level)
-            builder = FrameBuilder(self._settings.chunk_bytes, encoder)
+            # A new stream starts a new zstd context, whatever the last one left.
+            self._encoder = FrameEncoder(self._encoder.level)
+            builder = FrameBuilder(self._settings.chunk_bytes, self._encoder)
             while not self._abort.is_set():
-                try:
-                    job = self._jobs.get(timeout=_IDLE_S)
-                except queue.Empty:
+                planned, job = self._next_job()
+                if not planned:
                     # Nothing planned yet: a partial frame should not wait.
                     if not builder.is_empty():
                         yield self._take(builder)
@@ -209,17 +258,45 @@ class Uploader:
             self._error = exc if isinstance(exc, MigrateError) else TransferError(repr(exc))
             self._abort.set()
 
+    def _next_job(self) -> tuple[bool, FileJob | None]:
+        """(False, None) if nothing was planned within a moment, else (True, the job or
+        the end marker)."""
+        started = time.monotonic()
+        try:
+            return True, self._jobs.get(timeout=_IDLE_S)
+        except queue.Empty:
+            return False, None
+        finally:
+            self._waits.add(idle=time.monotonic() - started)
+
     def _take(self, builder: FrameBuilder) -> pb.TransferRequest:
         raw = builder.raw_size
         self._wait_for_window(raw)
+        if raw:
+            self._adapt_level()
         request = builder.take()
         if self._settings.bandwidth is not None:
+            started = time.monotonic()
             self._settings.bandwidth.take(len(request.frame.payload))
+            # gRPC goes without frames meanwhile, but for the link's sake, not the maker's.
+            waited = time.monotonic() - started
+            self._waits.add(link=waited, idle=waited)
         with self._window:
             self._sent_raw += raw
         self._stats.add(bytes_sent_raw=raw, bytes_sent_wire=len(request.frame.payload))
+        if raw:
+            self._stats.count_frame(self._encoder.level)
         self._awaiting_commit.update((end.file_id, end.unchanged) for end in request.ends)
         return request
+
+    def _adapt_level(self) -> None:
+        """With --compress-level auto, the level for the frame about to be made."""
+        if self._adaptive is None:
+            return
+        level = self._adaptive.observe(*self._waits.take())
+        if level != self._encoder.level:
+            log.debug("stream compression level %d -> %d", self._encoder.level, level)
+            self._encoder.set_level(level)
 
     def _send_file(self, job: FileJob, builder: FrameBuilder) -> Iterator[pb.TransferRequest]:
         """The file's content; read once more from the start if it changed while read."""
