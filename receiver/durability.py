@@ -69,6 +69,11 @@ class SyncGroup:
             or self._clock() - self.started >= GROUP_SECONDS
         )
 
+    def overdue(self) -> bool:
+        """Twice the bounds: sealing must now wait for the group before it, not go on
+        growing (each completed file holds a directory descriptor until published)."""
+        return self.raw_bytes >= 2 * GROUP_BYTES or self.files >= 2 * GROUP_FILES
+
     def reset(self) -> None:
         self.raw_bytes = 0
         self.files = 0

@@ -2,10 +2,12 @@
 
 Pieces are checked against their hashes and written to temporary files; a
 file whose content is complete is checked against its whole-file hash and
-gets its metadata. Once per sync group the filesystem is synced, completed
-files are renamed to their live names, the journal records them and the
-durable offset of every file still open, and one acknowledgement message
-tells the sender what is durable.
+gets its metadata. Once per sync group the group is sealed: what it holds is
+handed over whole, and `commit` syncs the filesystem, renames completed files
+to their live names, journals them and the durable offset of every file still
+open, and answers with one acknowledgement message. Sealing and committing
+are separate so that the next group's frames are written while the last one
+is synced (`receiver.transfer`).
 """
 
 from __future__ import annotations
@@ -13,35 +15,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from common.content_hash import piece_hash
 from common.frame_codec import FrameDecoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
-from receiver.durability import SyncGroup, syncfs
+from receiver.durability import SyncGroup
 from receiver.faults import BadRequest, CorruptData, OverLimit, fatal_for_session
-from receiver.journal import COMMITTED, FAILED, Journal, Partial, Statement
+from receiver.group_commit import CommitBatch, IncomingFile, record_failure
+from receiver.journal import Journal, Partial
 from receiver.session import MAX_ENTRY_ID, Session, validate_entry
-from receiver.tree import PartialFile, TreeWriter
+from receiver.tree import TreeWriter
 
 log = logging.getLogger(__name__)
 
 # Files open at once on one stream; each holds up to three descriptors.
 MAX_OPEN_FILES = 256
-
-
-@dataclass
-class _Incoming:
-    entry: pb.Entry
-    partial: PartialFile
-    # How far the session's progress has counted this file, in file offsets.
-    counted: int = 0
-
-    def progress(self, to: int) -> int:
-        """Bytes of progress since last counted, counting up to `to`."""
-        delta, self.counted = to - self.counted, to
-        return delta
 
 
 class IncomingStream:
@@ -50,21 +39,18 @@ class IncomingStream:
         self._journal = session.journal
         self._decoder = decoder
         self._writer = writer
-        self._open: dict[int, _Incoming] = {}
+        self._open: dict[int, IncomingFile] = {}
         self._failed: set[int] = set()
         # Ended on this stream; the journal says so only after the next sync.
         self._ended: set[int] = set()
-        self._to_publish: list[_Incoming] = []
-        self._kept: list[_Incoming] = []  # unchanged by a delta: the live file stays
-        self._statements: list[Statement] = []  # journal writes for the next sync
-        self._acks: list[pb.FileAck] = []
+        self._batch = CommitBatch()  # what the current sync group will commit
         self._group = SyncGroup()
         self._raw_received = 0
 
     # -- messages ---------------------------------------------------------------
 
-    def handle(self, request: pb.TransferRequest) -> pb.TransferResponse | None:
-        """Apply one message; the acknowledgements when it closed a sync group."""
+    def handle(self, request: pb.TransferRequest) -> None:
+        """Apply one message."""
         for entry in request.restarts:
             self._restart(entry)
         ends = {end.file_id: end for end in request.ends}
@@ -76,7 +62,14 @@ class IncomingStream:
             self._end(end)
         for file_id in request.abandoned_file_ids:
             self._abandon(file_id)
-        return self.sync() if self._group.due() else None
+
+    def due(self) -> bool:
+        """The sync group is full or old enough to seal."""
+        return self._group.due()
+
+    def overdue(self) -> bool:
+        """The group has grown well past its bounds while the last one was committed."""
+        return self._group.overdue()
 
     def _apply_frame(self, frame: pb.DataFrame, ends: dict[int, pb.FileEnd]) -> None:
         """Write the frame's pieces; a file whose end is in `ends` is completed right
@@ -125,7 +118,7 @@ class IncomingStream:
         validate_entry(entry)  # held to the rules of a planned entry
         self._guard(incoming, incoming.partial.restart)
         incoming.entry = entry
-        self._statements.append(
+        self._batch.statements.append(
             Journal.put_partial(Partial.fresh(entry, incoming.partial.tmp_name))
         )
 
@@ -148,10 +141,10 @@ class IncomingStream:
 
         if self._guard(incoming, complete):
             del self._open[end.file_id]
-            self._to_publish.append(incoming)
+            self._batch.to_publish.append(incoming)
             self._group.add(files=1)
 
-    def _keep_live(self, incoming: _Incoming, end: pb.FileEnd) -> None:
+    def _keep_live(self, incoming: IncomingFile, end: pb.FileEnd) -> None:
         """Every block matched: the live file stays, with the entry's metadata."""
         entry = incoming.entry
 
@@ -162,7 +155,7 @@ class IncomingStream:
         if self._guard(incoming, keep):
             del self._open[entry.id]
             incoming.partial.discard()
-            self._kept.append(incoming)
+            self._batch.kept.append(incoming)
             self._group.add(files=1)
 
     def _abandon(self, file_id: int) -> None:
@@ -184,7 +177,7 @@ class IncomingStream:
         self._failed.add(file_id)
         self._journal.transaction([Journal.drop_partial(entry.path)])
 
-    def _incoming(self, file_id: int) -> _Incoming | None:
+    def _incoming(self, file_id: int) -> IncomingFile | None:
         """The open file for `file_id`, opened on first use; None if it failed here."""
         incoming = self._open.get(file_id)
         if incoming is not None:
@@ -214,10 +207,10 @@ class IncomingStream:
             return None
         if partial.durable_offset:
             self.session.stats.count(files_resumed=1)
-        incoming = self._open[file_id] = _Incoming(entry, opened, counted=partial.durable_offset)
+        incoming = self._open[file_id] = IncomingFile(entry, opened, counted=partial.durable_offset)
         return incoming
 
-    def _guard(self, incoming: _Incoming, action: Callable[..., None], *args: object) -> bool:
+    def _guard(self, incoming: IncomingFile, action: Callable[..., None], *args: object) -> bool:
         """Run `action(*args)`; an OS error that is this file's alone fails only the file."""
         try:
             action(*args)
@@ -233,69 +226,23 @@ class IncomingStream:
             return False
 
     def _fail(self, entry: pb.Entry, message: str) -> None:
-        self.session.warn(message)
-        self._acks.append(pb.FileAck(file_id=entry.id, error=message))
         self._failed.add(entry.id)
-        # Its partial row stays: Finish removes the temporary file with the rest.
-        self._statements.append(Journal.set_state(self.session.id, entry.id, FAILED))
+        record_failure(self.session, entry, message, self._batch)
 
     # -- durability -------------------------------------------------------------
 
-    def sync(self) -> pb.TransferResponse:
-        """Close the sync group: make everything durable, publish, acknowledge."""
-        started = time.perf_counter()
-        syncfs(self.session.root.fd)
-        published = self._publish()
-        if published:
-            syncfs(self.session.root.fd)  # the renames themselves
-        done = [*published, *self._kept]
-        statements = self._statements
-        for incoming in done:
-            statements.append(Journal.set_state(self.session.id, incoming.entry.id, COMMITTED))
-            statements.append(Journal.drop_partial(incoming.entry.path))
-        statements += [
-            Journal.set_durable(i.entry.path, i.partial.written_to) for i in self._open.values()
-        ]
-        self._journal.transaction(statements)
-        acks = self._acks
-        acks += [
-            pb.FileAck(file_id=i.entry.id, durable_offset=i.entry.size, committed=True)
-            for i in done
-        ]
-        acks += [
-            pb.FileAck(file_id=i.entry.id, durable_offset=i.partial.written_to)
-            for i in self._open.values()
-        ]
-        progressed = sum(i.progress(i.entry.size) for i in done)
-        progressed += sum(i.progress(i.partial.written_to) for i in self._open.values())
-        stats = self.session.stats
-        stats.synced(time.perf_counter() - started)
-        stats.count(files_committed=len(done))
-        stats.progressed(len(done), progressed)
-        self.session.record_progress(committed=len(done), durable_bytes=progressed)
-        self._statements, self._acks, self._kept = [], [], []
+    def seal(self) -> CommitBatch:
+        """Close the sync group: its batch goes to be committed, a new one begins."""
+        batch, self._batch = self._batch, CommitBatch()
+        batch.still_open = [(i, i.partial.written_to) for i in self._open.values()]
+        batch.raw_received = self._raw_received
         self._group.reset()
-        return pb.TransferResponse(acks=acks, raw_bytes_durable=self._raw_received)
-
-    def _publish(self) -> list[_Incoming]:
-        published = []
-        for incoming in self._to_publish:
-            try:
-                self._writer.publish(incoming.partial)
-                published.append(incoming)
-            except OSError as exc:
-                path = display(incoming.entry.path)
-                fatal = fatal_for_session(exc, path)
-                if fatal is not None:
-                    raise fatal from exc
-                self._fail(incoming.entry, f"{path}: {exc.strerror}")
-        self._to_publish = []
-        return published
+        return batch
 
     def abort(self) -> None:
         """End a broken stream. Partial files stay, to resume from their durable offsets."""
-        for incoming in [*self._open.values(), *self._to_publish]:
+        for incoming in self._open.values():
             incoming.partial.close()
             incoming.partial.release_directory()
         self._open.clear()
-        self._to_publish.clear()
+        self._batch.release()

@@ -15,8 +15,8 @@ from common import grpc_config
 from common.frame_codec import FrameDecoder
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
-from receiver.incoming import IncomingStream
 from receiver.receiver import Receiver
+from receiver.transfer import serve_transfer
 from receiver.verify import Checker
 
 Message = TypeVar("Message")
@@ -51,17 +51,7 @@ class ReceiverServicer(pb_grpc.ReceiverServiceServicer):
         if first is None:
             return
         session = self._receiver.session(first.session_id)
-        with session.used() as writer:
-            stream = IncomingStream(session, writer, self._decoder())
-            try:
-                for request in _chain(first, request_iterator):
-                    acks = stream.handle(request)
-                    if acks is not None:
-                        yield acks
-                yield stream.sync()
-            except BaseException:
-                stream.abort()
-                raise
+        yield from serve_transfer(session, self._decoder(), _chain(first, request_iterator))
 
     def Finish(self, request: pb.FinishRequest, context: grpc.ServicerContext) -> pb.FinishResponse:
         session = self._receiver.session(request.session_id)

@@ -1,0 +1,116 @@
+"""A Transfer stream goes on writing frames while the last sync group is committed.
+
+The receiver runs in this process so the test can hold its filesystem sync:
+while the first group's commit waits on it, the next frames must still be
+received and written, and the first group's acknowledgement must still
+arrive once the sync returns, with the client sending nothing until then.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from common.pb.migrate.v1 import receiver_pb2 as pb
+from receiver import group_commit
+from receiver.durability import GROUP_SECONDS
+from receiver.receiver import Receiver
+from receiver.server import ReceiverServer
+from tests.receiver.wire_client import RPC_TIMEOUT_S, WireClient, file_entry, whole_file
+
+TOKEN = "pipeline-test-token-0123456789"
+
+
+@pytest.fixture
+def in_process(tmp_path: Path) -> Iterator[tuple[Receiver, WireClient, Path]]:
+    root = tmp_path / "root"
+    root.mkdir()
+    receiver = Receiver(root, tmp_path / "state", clock_ns=time.time_ns)
+    server = ReceiverServer(receiver, TOKEN, "127.0.0.1:0", None)
+    server.start()
+    client = WireClient(f"127.0.0.1:{server.port}", TOKEN)
+    try:
+        yield receiver, client, root
+    finally:
+        client.close()
+        server.stop(1)
+        receiver.close()
+
+
+class HeldSync:
+    """Stands in for syncfs: the first call waits until released."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+        self._real = group_commit.syncfs
+        self._first = True
+
+    def __call__(self, fd: int) -> None:
+        if self._first:
+            self._first = False
+            self.waiting.set()
+            assert self.release.wait(RPC_TIMEOUT_S)
+        self._real(fd)
+
+
+def _wait_until(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_frames_are_written_while_a_group_is_synced(
+    in_process: tuple[Receiver, WireClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver, client, root = in_process
+    held = HeldSync()
+    monkeypatch.setattr(group_commit, "syncfs", held)
+    contents = {1: b"first group " * 100, 2: b"closes the group " * 100, 3: b"while synced" * 100}
+    session = client.hello().session_id
+    client.plan_ok(session, [[file_entry(i, b"f%d" % i, len(c)) for i, c in contents.items()]])
+
+    outbox: queue.Queue[pb.TransferRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.TransferRequest]:
+        while (request := outbox.get()) is not None:
+            yield request
+
+    responses: list[pb.TransferResponse] = []
+    call = client.stub.Transfer(
+        requests(), metadata=client.auth, timeout=RPC_TIMEOUT_S, wait_for_ready=True
+    )
+    outbox.put(pb.TransferRequest(session_id=session))
+    reading = threading.Thread(target=lambda: responses.extend(call), daemon=True)
+    reading.start()
+
+    outbox.put(whole_file(1, contents[1]))
+    time.sleep(GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
+    outbox.put(whole_file(2, contents[2]))
+    assert held.waiting.wait(10), "the first group was never committed"
+
+    received = lambda: receiver.stats.counters["received_raw_bytes"]  # noqa: E731
+    outbox.put(whole_file(3, contents[3]))
+    assert _wait_until(lambda: received() == sum(map(len, contents.values()))), (
+        f"only {received()} bytes written while the first group was synced"
+    )
+    assert not responses, "acknowledged before the sync returned"
+
+    held.release.set()
+    assert _wait_until(lambda: bool(responses)), "no acknowledgement after the sync returned"
+    outbox.put(None)
+    reading.join(RPC_TIMEOUT_S)
+    assert call.code() == grpc.StatusCode.OK
+    committed = {ack.file_id for r in responses for ack in r.acks if ack.committed}
+    assert committed == set(contents)
+    for file_id, content in contents.items():
+        assert (root / f"f{file_id}").read_bytes() == content
