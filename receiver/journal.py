@@ -14,13 +14,18 @@ journal.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
+
+# Paths per `IN (...)` query, well under SQLite's limit on bound parameters.
+_PATHS_PER_QUERY = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS session (
@@ -112,8 +117,10 @@ class Journal:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                for sql, params in statements:
-                    self._db.execute(sql, params)
+                # A sync group's statements come in runs of the same SQL (one
+                # per file); executemany runs each without a Python round per row.
+                for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
+                    self._db.executemany(sql, (params for _, params in run))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -242,6 +249,17 @@ class Journal:
     def partial(self, path: bytes) -> Partial | None:
         rows = self._rows("SELECT * FROM partial WHERE path = ?", (path,))
         return _partial(rows[0]) if rows else None
+
+    def partials_of(self, paths: Sequence[bytes]) -> dict[bytes, Partial]:
+        """The partial files of those of `paths` that have one, by path."""
+        found: dict[bytes, Partial] = {}
+        for start in range(0, len(paths), _PATHS_PER_QUERY):
+            chunk = paths[start : start + _PATHS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._rows(f"SELECT * FROM partial WHERE path IN ({marks})", tuple(chunk)):
+                partial = _partial(row)
+                found[partial.path] = partial
+        return found
 
     def partials(self) -> Iterator[Partial]:
         """Every partial file, in path order, without holding them all in memory."""

@@ -154,7 +154,11 @@ class Session:
         for entry in entries:
             validate_entry(entry)
         statements: list[Statement] = []
-        decisions = [self._decide(entry, writer, statements) for entry in entries]
+        # One query for the batch's files, not one per file.
+        partials = self.journal.partials_of(
+            [e.path for e in entries if e.kind == pb.ENTRY_KIND_FILE]
+        )
+        decisions = [self._decide(entry, writer, statements, partials) for entry in entries]
         if self.options.mirror_deletions:
             statements += [Journal.name_path(self.id, e.path) for e in entries]
         # One transaction per batch; a file's temporary name is in the journal
@@ -176,7 +180,11 @@ class Session:
         return decisions
 
     def _decide(
-        self, entry: pb.Entry, writer: TreeWriter, statements: list[Statement]
+        self,
+        entry: pb.Entry,
+        writer: TreeWriter,
+        statements: list[Statement],
+        partials: dict[bytes, Partial],
     ) -> pb.Decision:
         try:
             if entry.kind == pb.ENTRY_KIND_DIRECTORY:
@@ -189,7 +197,7 @@ class Session:
             if entry.kind == pb.ENTRY_KIND_HARDLINK:
                 statements.append(Journal.add_entry(self.id, entry))
                 return _decision(entry, pb.ACTION_DONE)
-            return self._plan_file(entry, writer, statements)
+            return self._plan_file(entry, writer, statements, partials.get(entry.path))
         except OSError as exc:
             fatal = fatal_for_session(exc, display(entry.path))
             if fatal is not None:
@@ -199,13 +207,17 @@ class Session:
             return pb.Decision(id=entry.id, action=pb.ACTION_FAILED, error=message)
 
     def _plan_file(
-        self, entry: pb.Entry, writer: TreeWriter, statements: list[Statement]
+        self,
+        entry: pb.Entry,
+        writer: TreeWriter,
+        statements: list[Statement],
+        partial: Partial | None,
     ) -> pb.Decision:
-        """Skip a current file; otherwise resume it, or start it, by delta if one is held."""
+        """Skip a current file; otherwise resume it (from its `partial` file, if any), or
+        start it, by delta if one is held."""
         if not self.options.compare_content and writer.file_is_current(entry):
             return _decision(entry, pb.ACTION_SKIP)
         decision = _decision(entry, pb.ACTION_SEND)
-        partial = self.journal.partial(entry.path)
         if partial is not None and self._resumable(partial, entry, writer):
             decision.resume_offset = partial.durable_offset
         else:
