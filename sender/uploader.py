@@ -47,24 +47,29 @@ class _Waits:
     `link`: the frame maker waited to hand a frame over (queue full) or on --bwlimit.
     `starved`: gRPC waited for a frame (queue empty). `idle`: the maker waited for
     acknowledgements or for planned files, so an empty queue then was not its doing.
+    `compress`: the maker encoded frames (not a wait: what a lower level would save).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._link = self._starved = self._idle = 0.0
+        self._link = self._starved = self._idle = self._compress = 0.0
 
-    def add(self, *, link: float = 0.0, starved: float = 0.0, idle: float = 0.0) -> None:
+    def add(
+        self, *, link: float = 0.0, starved: float = 0.0, idle: float = 0.0, compress: float = 0.0
+    ) -> None:
         with self._lock:
             self._link += link
             self._starved += starved
             self._idle += idle
+            self._compress += compress
 
-    def take(self) -> tuple[float, float]:
-        """(link wait, starved wait not explained by the maker's idling); then zero."""
+    def take(self) -> tuple[float, float, float]:
+        """(link wait, starved wait not explained by the maker's idling, compressing);
+        then zero."""
         with self._lock:
-            link, starved = self._link, max(0.0, self._starved - self._idle)
-            self._link = self._starved = self._idle = 0.0
-        return link, starved
+            taken = self._link, max(0.0, self._starved - self._idle), self._compress
+            self._link = self._starved = self._idle = self._compress = 0.0
+        return taken
 
 
 class InFlight:
@@ -274,7 +279,9 @@ class Uploader:
         self._wait_for_window(raw)
         if raw:
             self._adapt_level()
+        started = time.monotonic()
         request = builder.take()
+        self._waits.add(compress=time.monotonic() - started)
         if self._settings.bandwidth is not None:
             started = time.monotonic()
             self._settings.bandwidth.take(len(request.frame.payload))

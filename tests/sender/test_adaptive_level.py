@@ -6,16 +6,29 @@ from itertools import pairwise
 
 import pytest
 
-from sender.adaptive_level import HIGHEST_LEVEL, LOWEST_LEVEL, START_LEVEL, AdaptiveLevel
+from sender.adaptive_level import (
+    HIGHEST_LEVEL,
+    LOWEST_LEVEL,
+    START_LEVEL,
+    AdaptiveLevel,
+    Judgement,
+)
 
-LINK_BOUND = (0.05, 0.0)  # the frame maker waited 50 ms to hand each frame over
-MAKER_BOUND = (0.0, 0.05)  # gRPC waited 50 ms for each frame
-BALANCED = (0.02, 0.02)
-IDLE = (0.0, 0.0)
-NOISE = (0.001, 0.0)  # a link wait too small to act on
+# (link wait, gRPC starved, compressing) per frame, in seconds.
+Waits = tuple[float, float, float]
+LINK_BOUND = (0.05, 0.0, 0.01)  # the frame maker waited 50 ms to hand each frame over
+MAKER_BOUND = (0.0, 0.05, 0.04)  # gRPC waited 50 ms for each frame; compressing took 40
+DISK_BOUND = (0.0, 0.05, 0.005)  # gRPC waited as long, but reading took the maker's time
+BALANCED = (0.02, 0.02, 0.02)
+IDLE = (0.0, 0.0, 0.0)
+NOISE = (0.001, 0.0, 0.0)  # a link wait too small to act on
 
 
-def _levels(controller: AdaptiveLevel, waits: tuple[float, float], frames: int) -> list[int]:
+JUDGED = Judgement().frames  # frames per judgement
+STEP = JUDGED * Judgement().streak  # frames per level change, at the fastest
+
+
+def _levels(controller: AdaptiveLevel, waits: Waits, frames: int) -> list[int]:
     return [controller.observe(*waits) for _ in range(frames)]
 
 
@@ -31,9 +44,9 @@ def test_rises_one_level_at_a_time_while_the_link_is_the_bottleneck() -> None:
     assert levels[-1] == HIGHEST_LEVEL
     steps = [b - a for a, b in pairwise([START_LEVEL, *levels])]
     assert set(steps) <= {0, 1}
-    # Judged over 8 frames, twice in a row before moving: never two changes within 16 frames.
+    # The same verdict on judgements in a row before moving: never two changes closer.
     changes = [i for i, step in enumerate(steps) if step]
-    assert all(b - a >= 16 for a, b in pairwise(changes))
+    assert all(b - a >= STEP for a, b in pairwise(changes))
     assert max(levels) == HIGHEST_LEVEL
 
 
@@ -46,9 +59,11 @@ def test_falls_to_raw_while_reading_and_compressing_are_the_bottleneck() -> None
 
 
 @pytest.mark.parametrize(
-    "waits", [BALANCED, IDLE, NOISE], ids=["balanced", "no-waits", "waits-too-small"]
+    "waits",
+    [BALANCED, IDLE, NOISE, DISK_BOUND],
+    ids=["balanced", "no-waits", "waits-too-small", "disk-bound"],
 )
-def test_holds_still_when_neither_end_clearly_waits(waits: tuple[float, float]) -> None:
+def test_holds_still_when_a_level_change_would_not_help(waits: Waits) -> None:
     assert set(_levels(AdaptiveLevel(), waits, 500)) == {START_LEVEL}
 
 
@@ -60,16 +75,16 @@ def test_alternating_signals_within_a_judgement_do_not_move_it() -> None:
 
 def test_one_judgement_alone_does_not_move_it() -> None:
     controller = AdaptiveLevel()
-    levels = _levels(controller, LINK_BOUND, 8) + _levels(controller, BALANCED, 8)
-    levels += _levels(controller, LINK_BOUND, 8) + _levels(controller, BALANCED, 8)
+    levels = _levels(controller, LINK_BOUND, JUDGED) + _levels(controller, BALANCED, JUDGED)
+    levels += _levels(controller, LINK_BOUND, JUDGED) + _levels(controller, BALANCED, JUDGED)
     assert set(levels) == {START_LEVEL}
 
 
 def test_follows_the_link_when_it_changes() -> None:
     controller = AdaptiveLevel()
-    up = _levels(controller, LINK_BOUND, 48)
+    up = _levels(controller, LINK_BOUND, 3 * STEP)
     assert up[-1] == START_LEVEL + 3
-    down = _levels(controller, MAKER_BOUND, 32)
+    down = _levels(controller, MAKER_BOUND, 2 * STEP)
     assert down[-1] == START_LEVEL + 1
 
 
