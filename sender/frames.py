@@ -19,7 +19,10 @@ class FrameBuilder:
     def __init__(self, chunk_bytes: int, encoder: FrameEncoder) -> None:
         self.chunk_bytes = chunk_bytes
         self._encoder = encoder
-        self._raw = bytearray()
+        # The pieces' data, joined only when the frame is taken: a frame of
+        # one piece (a big file's chunk) then goes out without a copy.
+        self._parts: list[bytes] = []
+        self._raw_size = 0
         self._pieces: list[pb.Piece] = []
         self._ends: list[pb.FileEnd] = []
         self._abandoned: list[int] = []
@@ -30,11 +33,11 @@ class FrameBuilder:
         """Raw bytes the current frame can still take."""
         if len(self._pieces) >= MAX_PIECES_PER_FRAME:
             return 0
-        return self.chunk_bytes - len(self._raw)
+        return self.chunk_bytes - self._raw_size
 
     @property
     def raw_size(self) -> int:
-        return len(self._raw)
+        return self._raw_size
 
     def is_empty(self) -> bool:
         return not (self._pieces or self._ends or self._abandoned or self._restarts)
@@ -46,7 +49,8 @@ class FrameBuilder:
         self._pieces.append(
             pb.Piece(file_id=file_id, offset=offset, length=len(data), xxh3_64=piece_hash(data))
         )
-        self._raw += data
+        self._parts.append(data)
+        self._raw_size += len(data)
 
     def add_end(self, end: pb.FileEnd) -> None:
         self._ends.append(end)
@@ -67,16 +71,18 @@ class FrameBuilder:
         if self._pieces:
             sources = {piece.file_id for piece in self._pieces}
             source = sources.pop() if len(sources) == 1 else None
-            encoding, payload = self._encoder.encode(bytes(self._raw), source)
+            raw = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            encoding, payload = self._encoder.encode(raw, source)
             request.frame.CopyFrom(
                 pb.DataFrame(
                     encoding=encoding,
                     payload=payload,
-                    raw_size=len(self._raw),
+                    raw_size=self._raw_size,
                     pieces=self._pieces,
                 )
             )
-        self._raw = bytearray()
+        self._parts = []
+        self._raw_size = 0
         self._pieces = []
         self._ends = []
         self._abandoned = []
