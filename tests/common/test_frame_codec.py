@@ -295,3 +295,12 @@ def test_a_next_frame_that_expands_far_past_its_size_is_refused_with_bounded_mem
     assert int(grown) < 40 * MiB
     # 32 GiB would take tens of seconds to produce even as memset: this stopped early.
     assert float(seconds) < 5
+
+
+@pytest.mark.parametrize("level", [19, 22])
+def test_the_highest_levels_stay_within_the_receivers_window(level: int) -> None:
+    # zstd's own window for level 22 is 128 MiB; the receiver takes 8 MiB at most.
+    encoder, decoder = FrameEncoder(level), FrameDecoder(MAX_RAW)
+    for i in range(3):
+        raw = TEXT[i:] * 12
+        assert decoder.decode(*encoder.encode(raw), len(raw)) == raw
