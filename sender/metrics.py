@@ -40,6 +40,14 @@ class SenderCollector(Collector):
             counter = CounterMetricFamily(f"{PREFIX}_{name}", help_text)
             counter.add_metric([], getattr(self._stats, key))
             yield counter
+        frames = CounterMetricFamily(
+            f"{PREFIX}_frames",
+            "Data frames sent, by the zstd level in force for each (0: raw).",
+            labels=["level"],
+        )
+        for level, count in sorted(self._stats.frame_levels().items()):
+            frames.add_metric([str(level)], count)
+        yield frames
         for key, name, help_text in _GAUGES:
             yield GaugeMetricFamily(f"{PREFIX}_{name}", help_text, getattr(self._stats, key))
 

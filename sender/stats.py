@@ -61,12 +61,16 @@ class RunStats:
         with self._lock:
             self.frames_per_level[level] = self.frames_per_level.get(level, 0) + 1
 
+    def frame_levels(self) -> dict[int, int]:
+        """Data frames sent so far by zstd level, a copy."""
+        with self._lock:
+            return dict(self.frames_per_level)
+
     def mean_level(self) -> float | None:
         """The mean zstd level over the data frames sent; None before the first."""
-        with self._lock:
-            frames = sum(self.frames_per_level.values())
-            weighted = sum(level * n for level, n in self.frames_per_level.items())
-        return weighted / frames if frames else None
+        levels = self.frame_levels()
+        frames = sum(levels.values())
+        return sum(level * n for level, n in levels.items()) / frames if frames else None
 
     def warn(self, message: str) -> None:
         log.warning("%s", message)
