@@ -95,7 +95,7 @@ def _publish(session: Session, writer: TreeWriter, group: CommitBatch) -> list[I
     published = []
     for incoming in group.to_publish:
         try:
-            writer.publish(incoming.partial)
+            writer.publish(incoming.entry.path, incoming.partial.tmp_name)
             published.append(incoming)
         except OSError as exc:
             path = display(incoming.entry.path)

@@ -344,17 +344,24 @@ class TreeWriter:
             os.close(fd)
 
     def commit(self, partial: PartialFile, entry: pb.Entry) -> None:
-        """Apply metadata and close; the caller syncs, then calls `publish`."""
+        """Apply metadata and close; the caller syncs, then calls `publish`.
+
+        Its directory is let go too: thousands of files may wait for the
+        group's sync, and a descriptor each would run into RLIMIT_NOFILE.
+        """
         apply_metadata(partial.fd, entry, is_symlink=False, as_root=self.as_root)
         partial.close()
+        partial.release_directory()
 
-    def publish(self, partial: PartialFile) -> None:
-        """Rename a committed, synced partial file to its live name."""
-        try:
-            st = _lstat(partial.dir_fd, partial.live_name)
-            self._rename_over(partial.dir_fd, partial.tmp_name, partial.live_name, st)
-        finally:
-            partial.release_directory()
+    def publish(self, path: bytes, tmp_name: bytes) -> None:
+        """Rename a committed, synced temporary file to its live name `path`.
+
+        The directory is found again, beneath the root as ever; one replaced
+        since (the tree changed under us) no longer holds the temporary file,
+        and the rename fails rather than land anywhere else.
+        """
+        dir_fd, name = self._dirs.parent_of(path)
+        self._rename_over(dir_fd, tmp_name, name, _lstat(dir_fd, name))
 
     # -- hardlinks --------------------------------------------------------------
 
