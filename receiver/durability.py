@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -78,3 +79,43 @@ class SyncGroup:
         self.raw_bytes = 0
         self.files = 0
         self.started = self._clock()
+
+
+class SharedSync:
+    """syncfs of one filesystem, shared: one call serves everyone waiting for it.
+
+    Each stream commits its own sync groups; when several ask at once, a
+    syncfs that started after a caller asked covers that caller's writes, so
+    callers that arrive while one runs wait for the next one and share it.
+    On a slow disk that halves the syncs of two streams, and each sync makes
+    the filesystem write its journal and metadata blocks once more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._changed = threading.Condition()
+        self._started = 0  # syncs begun
+        self._finished = 0  # the latest sync to end well
+        self._running = False
+
+    def sync(self) -> None:
+        """Return once a syncfs that began after this call has succeeded."""
+        with self._changed:
+            needed = self._started + 1
+            while self._finished < needed:
+                if self._running:
+                    self._changed.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                mine = self._started
+                self._changed.release()
+                try:
+                    syncfs(self._fd)
+                finally:
+                    self._changed.acquire()
+                    self._running = False
+                    self._changed.notify_all()
+                # Only a sync that succeeded counts; after a failure the
+                # next caller tries again, and sees its own error.
+                self._finished = mine

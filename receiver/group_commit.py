@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display
-from receiver.durability import syncfs
 from receiver.faults import fatal_for_session
 from receiver.journal import COMMITTED, FAILED, Journal, Statement
 from receiver.session import Session
@@ -63,10 +62,10 @@ class CommitBatch:
 def commit(session: Session, writer: TreeWriter, group: CommitBatch) -> pb.TransferResponse:
     """Make the group durable, rename its files live, journal it; its acknowledgement."""
     started = time.perf_counter()
-    syncfs(session.root.fd)
+    session.filesystem.sync()
     published = _publish(session, writer, group)
     if published:
-        syncfs(session.root.fd)  # the renames themselves
+        session.filesystem.sync()  # the renames themselves
     done = [*published, *group.kept]
     statements = group.statements
     for incoming in done:

@@ -16,6 +16,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.version import PROTOCOL_VERSION, SOFTWARE_VERSION
 from receiver import durability
 from receiver.beneath import RootDir
+from receiver.durability import SharedSync
 from receiver.faults import BadRequest, OverLimit, UnknownSession
 from receiver.journal import Journal
 from receiver.session import Session, SessionOptions
@@ -30,6 +31,7 @@ MAX_SESSIONS = 64
 class Receiver:
     def __init__(self, root: Path, state_dir: Path, clock_ns: Callable[[], int]) -> None:
         self.root = RootDir(root)
+        self.filesystem = SharedSync(self.root.fd)
         self.root_path = root
         self.journal = Journal(state_dir)
         self.as_root = os.geteuid() == 0
@@ -65,6 +67,7 @@ class Receiver:
             session_id,
             self.root,
             self.journal,
+            filesystem=self.filesystem,
             options=options,
             stats=self.stats,
             as_root=self.as_root,

@@ -23,6 +23,7 @@ from common.excludes import ExcludeRules
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.relpath import display, split_relpath
 from receiver.beneath import DirCache, RootDir
+from receiver.durability import SharedSync
 from receiver.faults import BadRequest, fatal_for_session
 from receiver.journal import Journal, Partial, Statement
 from receiver.mirror import extraneous, remove_unprotected
@@ -93,6 +94,7 @@ class Session:
         root: RootDir,
         journal: Journal,
         *,
+        filesystem: SharedSync,
         options: SessionOptions,
         stats: ReceiverStats,
         as_root: bool,
@@ -102,6 +104,8 @@ class Session:
         self.options = options
         self.stats = stats
         self.root = root
+        # Syncs the root's filesystem, shared with every stream and session.
+        self.filesystem = filesystem
         self.journal = journal
         self.as_root = as_root
         self._clock_ns = clock_ns

@@ -18,8 +18,7 @@ import grpc
 import pytest
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
-from receiver import group_commit
-from receiver.durability import GROUP_SECONDS
+from receiver import durability
 from receiver.receiver import Receiver
 from receiver.server import ReceiverServer
 from tests.receiver.wire_client import RPC_TIMEOUT_S, WireClient, file_entry, whole_file
@@ -49,7 +48,7 @@ class HeldSync:
     def __init__(self) -> None:
         self.waiting = threading.Event()
         self.release = threading.Event()
-        self._real = group_commit.syncfs
+        self._real = durability.syncfs
         self._first = True
 
     def __call__(self, fd: int) -> None:
@@ -74,7 +73,7 @@ def test_frames_are_written_while_a_group_is_synced(
 ) -> None:
     receiver, client, root = in_process
     held = HeldSync()
-    monkeypatch.setattr(group_commit, "syncfs", held)
+    monkeypatch.setattr(durability, "syncfs", held)
     contents = {1: b"first group " * 100, 2: b"closes the group " * 100, 3: b"while synced" * 100}
     session = client.hello().session_id
     client.plan_ok(session, [[file_entry(i, b"f%d" % i, len(c)) for i, c in contents.items()]])
@@ -94,7 +93,7 @@ def test_frames_are_written_while_a_group_is_synced(
     reading.start()
 
     outbox.put(whole_file(1, contents[1]))
-    time.sleep(GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
+    time.sleep(durability.GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
     outbox.put(whole_file(2, contents[2]))
     assert held.waiting.wait(10), "the first group was never committed"
 
