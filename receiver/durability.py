@@ -72,7 +72,7 @@ class SyncGroup:
 
     def overdue(self) -> bool:
         """Twice the bounds: sealing must now wait for the group before it, not go on
-        growing (each completed file holds a directory descriptor until published)."""
+        growing (what a crash loses, and the batch held in memory, stay bounded)."""
         return self.raw_bytes >= 2 * GROUP_BYTES or self.files >= 2 * GROUP_FILES
 
     def reset(self) -> None:
@@ -86,9 +86,9 @@ class SharedSync:
 
     Each stream commits its own sync groups; when several ask at once, a
     syncfs that started after a caller asked covers that caller's writes, so
-    callers that arrive while one runs wait for the next one and share it.
-    On a slow disk that halves the syncs of two streams, and each sync makes
-    the filesystem write its journal and metadata blocks once more.
+    callers that arrive while one runs wait for the next one and share it:
+    streams committing at once cost one sync, not one each (each sync makes the
+    filesystem write its journal and metadata blocks once more).
     """
 
     def __init__(self, fd: int) -> None:

@@ -2,12 +2,12 @@
 
 Pieces are checked against their hashes and written to temporary files; a
 file whose content is complete is checked against its whole-file hash and
-gets its metadata. Once per sync group the group is sealed: what it holds is
-handed over whole, and `commit` syncs the filesystem, renames completed files
-to their live names, journals them and the durable offset of every file still
-open, and answers with one acknowledgement message. Sealing and committing
-are separate so that the next group's frames are written while the last one
-is synced (`receiver.transfer`).
+gets its metadata. Once per sync group the group is sealed: its batch is
+handed over whole to `receiver.group_commit`, which syncs the filesystem,
+renames completed files to their live names, journals them and the durable
+offset of every file still open, and answers with one acknowledgement
+message. Sealing and committing are separate so that the next group's frames
+are written while the last one is synced (`receiver.transfer`).
 """
 
 from __future__ import annotations
@@ -240,7 +240,8 @@ class IncomingStream:
         return batch
 
     def abort(self) -> None:
-        """End a broken stream. Partial files stay, to resume from their durable offsets."""
+        """End the stream, whole or broken: files still open stay partial, to resume from
+        their durable offsets, and a batch never sealed is let go unpublished."""
         for incoming in self._open.values():
             incoming.partial.close()
             incoming.partial.release_directory()
