@@ -66,7 +66,10 @@ class FrameEncoder:
 
     def __init__(self, level: int = DEFAULT_LEVEL) -> None:
         self._level = level
-        self._compressors: dict[int, zstandard.ZstdCompressor] = {}
+        # Only the current level's compressor is kept: each holds its match
+        # tables (about 16 MiB at level 9), and a stream that climbs through
+        # every level, times eight streams, would otherwise hold hundreds.
+        self._compressor: tuple[int, zstandard.ZstdCompressor] | None = None
         self._context: zstandard.ZstdCompressionObj | None = None
         self._missed_source: int | None = None
         self._misses = 0
@@ -95,9 +98,10 @@ class FrameEncoder:
             return pb.ENCODING_RAW, raw
         starts = self._context is None
         if self._context is None:
-            if self._level not in self._compressors:
-                self._compressors[self._level] = _compressor(self._level)
-            self._context = self._compressors[self._level].compressobj()
+            if self._compressor is None or self._compressor[0] != self._level:
+                self._compressor = None  # the old tables go before the new ones come
+                self._compressor = (self._level, _compressor(self._level))
+            self._context = self._compressor[1].compressobj()
         compressed = self._context.compress(raw) + self._context.flush(
             zstandard.COMPRESSOBJ_FLUSH_BLOCK
         )
