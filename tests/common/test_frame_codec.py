@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import frame_codec
 from common.frame_codec import FrameDecoder, FrameEncoder, FrameError
 from common.pb.migrate.v1 import receiver_pb2 as pb
 
@@ -304,3 +307,35 @@ def test_the_highest_levels_stay_within_the_receivers_window(level: int) -> None
     for i in range(3):
         raw = TEXT[i:] * 12
         assert decoder.decode(*encoder.encode(raw), len(raw)) == raw
+
+
+def test_an_encoder_holds_one_compressor_whatever_levels_it_visited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each compressor keeps its match tables (about 16 MiB at level 9): one kept per
+    level visited would multiply that by every level a stream climbs through."""
+    made: list[weakref.ref[object]] = []
+    real = frame_codec._compressor
+
+    class Tracked:
+        def __init__(self, level: int) -> None:
+            self._inner = real(level)
+
+        def compressobj(self) -> object:
+            return self._inner.compressobj()
+
+    def tracked(level: int) -> object:
+        compressor = Tracked(level)
+        made.append(weakref.ref(compressor))
+        return compressor
+
+    monkeypatch.setattr(frame_codec, "_compressor", tracked)
+    encoder = FrameEncoder(1)
+    text = b"the same words again and again " * 4096
+    for level in (1, 2, 3, 4, 5, 6, 7, 8, 9, 3):
+        encoder.set_level(level)
+        encoding, _ = encoder.encode(text)
+        assert encoding == pb.ENCODING_ZSTD_STREAM_START
+    gc.collect()
+    assert len(made) == 10
+    assert sum(ref() is not None for ref in made) == 1
