@@ -1,5 +1,5 @@
-"""A receiver process serving `root`, with an `outside` directory beside it, for the limit
-and fuzz tests; and what those tests check of it afterwards.
+"""A receiver process serving `root`, with an `outside` directory beside it, for the hostile,
+limit and fuzz tests; and what those tests check of it afterwards.
 
 It builds on tests/receiver/wire_client.py (raw gRPC requests) and, like the other receiver
 tests, runs the real `python -m receiver` through the conftest `receiver` fixture.
@@ -8,6 +8,7 @@ tests, runs the real `python -m receiver` through the conftest `receiver` fixtur
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +43,18 @@ DOCUMENTED_CODES = frozenset(
 )
 
 
-def snapshot(top: Path) -> dict[str, tuple[int, int]]:
-    """Every entry below `top`: (mode, size), symlinks never followed."""
-    found: dict[str, tuple[int, int]] = {}
+Snapshot = dict[str, tuple[int, int, bytes]]
+
+
+def snapshot(top: Path) -> Snapshot:
+    """Every entry below `top`: (type and mode, size, symlink target), never followed."""
+    found: Snapshot = {}
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            found[os.path.relpath(path, top)] = (st.st_mode, st.st_size)
+            target = os.fsencode(os.readlink(path)) if stat.S_ISLNK(st.st_mode) else b""
+            found[os.path.relpath(path, top)] = (st.st_mode, st.st_size, target)
     return found
 
 

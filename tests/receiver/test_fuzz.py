@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -41,7 +40,6 @@ from tests.receiver.wire_client import (
     MTIME_NS,
     Run,
     StreamOutcome,
-    WireClient,
     collect,
     data_frame,
     fifo_entry,
@@ -49,9 +47,6 @@ from tests.receiver.wire_client import (
     file_entry,
     whole_file,
 )
-
-if TYPE_CHECKING:  # fixtures come from conftest; importing it at run time would load it twice
-    from tests.conftest import StartReceiver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the receiver must run as root")
 
@@ -61,17 +56,6 @@ CALL_TIMEOUT_S = 10.0
 EXAMPLES = int(os.environ.get("CVM_FUZZ_EXAMPLES", "200"))
 DERANDOMIZE = "CVM_FUZZ_EXAMPLES" not in os.environ
 KINDS = [k for k in pb.EntryKind.values()]
-
-
-@pytest.fixture
-def target(tmp_path: Path, receiver: StartReceiver) -> Iterator[Target]:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    root.mkdir()
-    outside.mkdir()
-    process = receiver(root, tmp_path / "state")
-    client = WireClient(process.address, process.token)
-    yield Target(root, outside, process, client)
-    client.close()
 
 
 # -- strategies -----------------------------------------------------------------------------

@@ -9,12 +9,10 @@ that still answers Hello afterwards.
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import pytest
@@ -23,11 +21,11 @@ import zstandard
 from common import grpc_config
 from common.content_hash import piece_hash
 from common.pb.migrate.v1 import receiver_pb2 as pb
+from tests.receiver.faults_wire import MAX_RECEIVER_HWM_BYTES, MiB, Target, live_names, snapshot
 from tests.receiver.wire_client import (
     MTIME_NS,
     RPC_TIMEOUT_S,
     Run,
-    WireClient,
     bearer,
     collect,
     data_frame,
@@ -40,76 +38,12 @@ from tests.receiver.wire_client import (
     whole_file,
 )
 
-if TYPE_CHECKING:  # fixtures come from conftest; importing it at run time would load it twice
-    from tests.conftest import ReceiverProcess, StartReceiver
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the receiver must run as root")
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-MiB = 1 << 20
-# The receiver's peak resident memory after a decompression bomb. An idle receiver
-# (CPython, grpcio, sqlite) peaked at 45 MB here; one 16 MiB frame in flight adds a few
-# copies of it. The bomb decoded even once would be more than three times this bound.
-MAX_RECEIVER_HWM_BYTES = 300 * 1000 * 1000
 BOMB_BYTES = 1 << 30
 # Content is recognisable in the outside directory if anything ever leaks there.
 SECRET = b"written through a symlink"
-
-
-Snapshot = dict[str, tuple[int, int, bytes]]
-
-
-def snapshot(top: Path) -> Snapshot:
-    """Every entry below `top`: (type and mode, size, symlink target), never followed."""
-    found: Snapshot = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            target = os.fsencode(os.readlink(path)) if stat.S_ISLNK(st.st_mode) else b""
-            found[os.path.relpath(path, top)] = (st.st_mode, st.st_size, target)
-    return found
-
-
-def live_names(top: Path) -> set[str]:
-    """Every entry below `top` that is not one of the receiver's temporary files."""
-    return {p for p in snapshot(top) if not os.path.basename(p).startswith(".cvm-migrate.")}
-
-
-@dataclass
-class Target:
-    """A receiver serving an empty `root`, with `outside` beside it, and a client."""
-
-    root: Path
-    outside: Path
-    process: ReceiverProcess
-    client: WireClient
-
-    def session(self) -> str:
-        return self.client.hello().session_id
-
-    def assert_outside_untouched(self) -> None:
-        assert snapshot(self.outside) == {}, "the receiver wrote outside its root"
-
-    def assert_still_serves(self) -> None:
-        assert self.process.proc.poll() is None, self.process.stderr()
-        assert self.client.hello().session_id, "Hello after the refusal gave no session"
-
-    def peak_rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.process.proc.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) * 1024
-
-
-@pytest.fixture
-def target(tmp_path: Path, receiver: StartReceiver) -> Iterator[Target]:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    root.mkdir()
-    outside.mkdir()
-    process = receiver(root, tmp_path / "state")
-    client = WireClient(process.address, process.token)
-    yield Target(root, outside, process, client)
-    client.close()
 
 
 def _plan_then_send(target: Target, content: bytes) -> tuple[str, int]:

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -46,9 +45,6 @@ from tests.receiver.wire_client import (
     symlink_entry,
 )
 
-if TYPE_CHECKING:  # fixtures come from conftest; importing it at run time would load it twice
-    from tests.conftest import StartReceiver
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the receiver must run as root")
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -57,17 +53,6 @@ EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 REFUSAL_BOUND_S = 10.0
 # receiver/server.py: calls beyond this many at once are refused.
 MAX_CONCURRENT_RPCS = 48
-
-
-@pytest.fixture
-def target(tmp_path: Path, receiver: StartReceiver) -> Iterator[Target]:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    root.mkdir()
-    outside.mkdir()
-    process = receiver(root, tmp_path / "state")
-    client = WireClient(process.address, process.token)
-    yield Target(root, outside, process, client)
-    client.close()
 
 
 # -- giant names ----------------------------------------------------------------------------
