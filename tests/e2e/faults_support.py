@@ -20,7 +20,6 @@ import re
 import secrets
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ import pytest
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
 from common.pb.migrate.v1 import receiver_pb2_grpc as pb_grpc
+from tests.e2e.progress_probe import durable_offsets as durable_offsets
+from tests.e2e.progress_probe import journal_integrity as journal_integrity
 from tests.e2e.progress_probe import temp_files as temp_files  # shared with the fault tests
 from tests.e2e.progress_probe import write_random_file as write_random_file
 
@@ -109,25 +110,6 @@ def peak_rss_bytes(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
-
-
-def journal_integrity(state_dir: Path) -> str:
-    """`PRAGMA integrity_check` of the receiver's journal, opened read-only."""
-    db = sqlite3.connect(f"file:{state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
-    try:
-        return "\n".join(str(row[0]) for row in db.execute("PRAGMA integrity_check"))
-    finally:
-        db.close()
-
-
-def journal_partials(state_dir: Path) -> dict[bytes, int]:
-    """The journal's partial files: relative path -> durable offset."""
-    db = sqlite3.connect(f"file:{state_dir / 'journal.sqlite3'}?mode=ro", uri=True)
-    try:
-        rows = db.execute("SELECT path, durable_offset FROM partial").fetchall()
-    finally:
-        db.close()
-    return {bytes(path): int(offset) for path, offset in rows}
 
 
 # -- filesystems ----------------------------------------------------------------------------

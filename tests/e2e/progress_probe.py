@@ -236,6 +236,11 @@ def _journal_rows(state_dir: Path, sql: str, params: tuple[object, ...] = ()) ->
         db.close()
 
 
+def journal_integrity(state_dir: Path) -> str:
+    """`PRAGMA integrity_check` of the receiver's journal, opened read-only."""
+    return "\n".join(str(row[0]) for row in _journal_rows(state_dir, "PRAGMA integrity_check"))
+
+
 def durable_offsets(state_dir: Path) -> dict[bytes, int]:
     """The journal's partial files: relative path -> durable offset."""
     rows = _journal_rows(state_dir, "SELECT path, durable_offset FROM partial")

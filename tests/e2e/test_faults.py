@@ -28,11 +28,11 @@ from tests.e2e.faults_support import (
     Receiver,
     ReceiverStatus,
     Sender,
+    durable_offsets,
     error_lines,
     free_port,
     grow_ext4,
     journal_integrity,
-    journal_partials,
     launch_receiver,
     launch_sender,
     mounted_ext4,
@@ -392,7 +392,7 @@ def test_e_sigterm_mid_transfer_exits_cleanly_and_the_rerun_resumes(
     assert "Traceback" not in first.stderr(), first.stderr()
     assert took < RECEIVER_EXIT_BOUND_S, f"receiver took {took:.1f} s to exit after SIGTERM"
     assert journal_integrity(state) == "ok"
-    partials = journal_partials(state)
+    partials = durable_offsets(state)
     if sender_state == "frozen":
         assert partials.get(b"big.bin", 0) >= seen.bytes_durable > 0
         assert not (dst / "big.bin").exists()
