@@ -21,6 +21,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from receiver import durability
 from receiver.receiver import Receiver
 from receiver.server import ReceiverServer
+from tests.e2e.faults_support import poll_until
 from tests.receiver.wire_client import RPC_TIMEOUT_S, WireClient, file_entry, whole_file
 
 TOKEN = "pipeline-test-token-0123456789"
@@ -59,15 +60,6 @@ class HeldSync:
         self._real(fd)
 
 
-def _wait_until(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_frames_are_written_while_a_group_is_synced(
     in_process: tuple[Receiver, WireClient, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,15 +89,17 @@ def test_frames_are_written_while_a_group_is_synced(
     outbox.put(whole_file(2, contents[2]))
     assert held.waiting.wait(10), "the first group was never committed"
 
-    received = lambda: receiver.stats.counters["received_raw_bytes"]  # noqa: E731
+    total = sum(map(len, contents.values()))
     outbox.put(whole_file(3, contents[3]))
-    assert _wait_until(lambda: received() == sum(map(len, contents.values()))), (
-        f"only {received()} bytes written while the first group was synced"
+    poll_until(
+        lambda: receiver.stats.counters["received_raw_bytes"] == total,
+        f"all {total} bytes written while the first group was synced",
+        10.0,
     )
     assert not responses, "acknowledged before the sync returned"
 
     held.release.set()
-    assert _wait_until(lambda: bool(responses)), "no acknowledgement after the sync returned"
+    poll_until(lambda: bool(responses), "acknowledgement after the sync returned", 10.0)
     outbox.put(None)
     reading.join(RPC_TIMEOUT_S)
     assert call.code() == grpc.StatusCode.OK
