@@ -46,20 +46,27 @@ class Snapshot:
 
 
 class RateMeter:
-    """An exponentially weighted rate of done bytes."""
+    """An exponentially weighted rate of done bytes, measured from the meter's making.
+
+    The first measurement is taken as it is: smoothing it towards a rate of
+    nothing would show a run half done at 0 B/s, and then an ETA far too long.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._last: tuple[float, int] | None = None
+        self._last = (clock(), 0)
+        self._measured = False
         self.rate = 0.0
 
     def update(self, done: int) -> float:
         now = self._clock()
-        if self._last is not None and now > self._last[0]:
-            elapsed = now - self._last[0]
-            instant = (done - self._last[1]) / elapsed
-            weight = min(1.0, elapsed / _RATE_WINDOW_S)
-            self.rate += (instant - self.rate) * weight
+        elapsed = now - self._last[0]
+        if elapsed <= 0:
+            return self.rate
+        instant = (done - self._last[1]) / elapsed
+        weight = min(1.0, elapsed / _RATE_WINDOW_S) if self._measured else 1.0
+        self.rate += (instant - self.rate) * weight
+        self._measured = True
         self._last = (now, done)
         return self.rate
 
