@@ -49,6 +49,7 @@ from sender.progress import reporter_for
 from sender.report import describe_status, human_summary, write_summary_json
 from sender.retry import RetryPolicy, with_retries
 from sender.stats import RunStats
+from sender.tree_count import TreeCount
 from sender.verify import KIND_NAMES, describe_difference, run_verify
 
 log = logging.getLogger("cvm-migrate")
@@ -147,7 +148,9 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         options = run_options(args, os.environ)
         if not args.ignore_check:
-            run_preflight(options)
+            counted = run_preflight(options)
+            if counted is not None:  # progress starts with its totals, no pre-scan
+                stats.set_scan(counted.files, counted.file_bytes, complete=True)
         with reporter_for(stats, json_lines=args.json_progress, console=args.console):
             with_retries(
                 lambda: run_migration(options, stats),
@@ -175,15 +178,18 @@ def command_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def run_preflight(options: RunOptions) -> None:
-    """The checks `cvm-migrate check` makes; a failure stops the run before any data."""
-    report = preflight(CheckContext.for_run(options))
+def run_preflight(options: RunOptions) -> TreeCount | None:
+    """The checks `cvm-migrate check` makes; a failure stops the run before any data.
+    Returns the source's count, if a check made one."""
+    context = CheckContext.for_run(options)
+    report = preflight(context)
     for result in report.results:
         level = {"FAIL": logging.ERROR, "WARN": logging.WARNING}.get(result.status, logging.INFO)
         log.log(level, "check: %s", result.line())
     if report.exit_code == CHECKS_FAILED:
         failed = [r.name for r in report.results if r.status == "FAIL"]
         raise ChecksFailed(", ".join(failed))
+    return context.source_count
 
 
 def command_status(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from common.pb.migrate.v1 import receiver_pb2 as pb
 from sender.checks.receiver_contact import ReceiverContact, contact_receiver
 from sender.logs import DEFAULT_LOG_FILE
 from sender.transport import Endpoint
+from sender.tree_count import TreeCount, count_tree
 from sender.walk import WalkOptions
 
 if TYPE_CHECKING:  # sender.migration may import the checks to run them first
@@ -57,6 +58,8 @@ class CheckContext:
     in_container: bool = field(default_factory=running_in_container)
     # Where the sender writes its logs.
     log_dir: Path = DEFAULT_LOG_FILE.parent
+    # SRC as counted by count_source(), once a check has asked for it.
+    source_count: TreeCount | None = None
 
     @classmethod
     def for_run(
@@ -70,6 +73,15 @@ class CheckContext:
             endpoint=options.endpoint,
             log_dir=log_dir if log_dir is not None else DEFAULT_LOG_FILE.parent,
         )
+
+    def count_source(self) -> TreeCount:
+        """SRC counted as the run walks it; kept, so the run need not walk it again."""
+        if self.source_count is None:
+            assert self.walk is not None
+            # A symlink to the source directory is followed, as the run does for SRC.
+            source = os.fsencode(os.path.realpath(self.source))
+            self.source_count = count_tree(source, self.walk)
+        return self.source_count
 
     @functools.cached_property
     def receiver(self) -> ReceiverContact | None:

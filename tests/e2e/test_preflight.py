@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sender.cli import build_parser, run_preflight
+from sender.options import run_options
+from sender.tree_count import count_tree
+
 if TYPE_CHECKING:
     from tests.conftest import ReceiverProcess, StartReceiver
 
@@ -58,3 +62,25 @@ def test_a_failed_check_stops_the_run_before_any_data(
         went_on = _run(src, target, tmp_path, *skip)
         assert went_on.returncode == TARGET_FULL, went_on.stderr
         assert "target space" not in went_on.stderr
+
+
+def test_the_preflight_count_gives_the_run_its_totals(
+    tmp_path: Path, receiver: StartReceiver
+) -> None:
+    """The target-space check walks SRC; the run takes its totals from that walk
+    instead of pre-scanning the tree once more."""
+    src = tmp_path / "src"
+    for i in range(20):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i}").write_bytes(os.urandom(1000 + i))
+    (tmp_path / "dst").mkdir()
+    target = receiver(tmp_path / "dst", tmp_path / "state")
+    args = build_parser().parse_args(
+        ["run", str(src), "--to", target.address, "--insecure", "--no-default-excludes"]
+    )
+    options = run_options(args, {"CVM_MIGRATE_TOKEN": target.token})
+
+    counted = run_preflight(options)
+    assert counted is not None
+    assert counted == count_tree(os.fsencode(src), options.walk)
+    assert (counted.files, counted.file_bytes) == (20, sum(1000 + i for i in range(20)))
