@@ -2,9 +2,10 @@
 
 It walks the tree as the run does (same excludes) but only counts regular
 files (one per inode) and their apparent bytes, in its own thread, while the
-run starts; a run whose preflight counted the tree already has its totals
-and needs none (sender/tree_count.py). The display shows the total as it grows and says so until the
-count is complete; the percentage then never goes backwards.
+run starts. A run whose preflight counted the tree already has its totals and
+needs no pre-scan (sender/tree_count.py). The display shows the total as it
+grows and says so until the count is complete; the percentage then never goes
+backwards.
 """
 
 from __future__ import annotations
