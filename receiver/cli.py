@@ -30,6 +30,8 @@ log = logging.getLogger("cvm-migrate-receiver")
 DEFAULT_PORT = 7710
 DEFAULT_METRICS_PORT = 9710
 SHUTDOWN_GRACE_S = 10.0
+# Then, for the streams it cancelled to finish the step they were in.
+CANCELLED_STREAMS_S = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +163,9 @@ def serve(args: argparse.Namespace) -> int:
         pass
     log.info("stopping: no new calls, %.0f s for running streams to end", SHUTDOWN_GRACE_S)
     server.stop(SHUTDOWN_GRACE_S)
+    busy = receiver.wait_idle(CANCELLED_STREAMS_S)
+    if busy:
+        log.warning("stopping: %d sessions still busy after their streams were cancelled", busy)
     receiver.close()
     log.info("stopped cleanly")
     return ExitCode.OK

@@ -48,6 +48,12 @@ class ReadOnlyTarget(ReceiverFault):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class ReceiverStopping(ReceiverFault):
+    """The receiver is shutting down: a stream cancelled by it may not commit more."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 # OS errors that no other entry could escape either: they end the stream.
 _FATAL_ERRNOS: dict[int, type[ReceiverFault]] = {
     errno.ENOSPC: OutOfSpace,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.pb.migrate.v1 import receiver_pb2 as pb
+from receiver.faults import ReceiverStopping
 
 # Paths per `IN (...)` query, well under SQLite's limit on bound parameters.
 _PATHS_PER_QUERY = 500
@@ -103,6 +104,7 @@ class Journal:
         self.path = state_dir / "journal.sqlite3"
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._closed = False
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before the receiver acknowledges it.
@@ -111,24 +113,33 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    def _open_db(self) -> sqlite3.Connection:
+        """The connection, with the lock held; a stream the shutdown left running
+        gets a clean refusal rather than sqlite's error on a closed database."""
+        if self._closed:
+            raise ReceiverStopping("the receiver is stopping: nothing more is journaled")
+        return self._db
 
     def transaction(self, statements: Iterable[Statement]) -> None:
         with self._lock:
-            self._db.execute("BEGIN")
+            db = self._open_db()
+            db.execute("BEGIN")
             try:
                 # A sync group's statements come in runs of the same SQL (one
                 # per file); executemany runs each without a Python round per row.
                 for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
-                    self._db.executemany(sql, (params for _, params in run))
+                    db.executemany(sql, (params for _, params in run))
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            return self._open_db().execute(sql, params).fetchall()
 
     # -- sessions ---------------------------------------------------------------
 

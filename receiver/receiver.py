@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Sessions kept in memory; the oldest finished ones are forgotten first.
 MAX_SESSIONS = 64
+_IDLE_POLL_S = 0.05
 
 
 class Receiver:
@@ -46,6 +48,20 @@ class Receiver:
     def close(self) -> None:
         self.journal.close()
         self.root.close()
+
+    def wait_idle(self, timeout_s: float) -> int:
+        """Wait until no stream uses a session, at most `timeout_s`; how many still do.
+
+        A stream that gRPC cancelled at shutdown finishes what it was doing (a
+        sync group's commit, say) before it notices; the journal must outlive it.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                busy = sum(1 for s in self._sessions.values() if s.in_use)
+            if busy == 0 or time.monotonic() >= deadline:
+                return busy
+            time.sleep(_IDLE_POLL_S)
 
     # -- sessions ---------------------------------------------------------------
 
