@@ -117,8 +117,8 @@ class Journal:
             self._db.close()
 
     def _open_db(self) -> sqlite3.Connection:
-        """The connection, with the lock held; a stream the shutdown left running
-        gets a clean refusal rather than sqlite's error on a closed database."""
+        """The connection (the caller holds the lock). A stream the shutdown left
+        running gets a clean refusal, not sqlite's error on a closed database."""
         if self._closed:
             raise ReceiverStopping("the receiver is stopping: nothing more is journaled")
         return self._db
