@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -52,6 +51,7 @@ if str(REPO) not in sys.path:  # run as a script: `python bench/floors.py`
 from bench import datasets as ds  # noqa: E402
 from bench import snapshot  # noqa: E402
 from bench.proc import drop_caches  # noqa: E402
+from bench.report import write_documents  # noqa: E402
 from bench.run import DEFAULT_DATA, RESULTS, _csv  # noqa: E402
 
 THREADS = (1, 4)
@@ -381,19 +381,14 @@ def markdown_table(rows: Iterable[Row]) -> str:
 def write_results(
     out_dir: Path, meta: dict[str, Any], samples: Sequence[Sample], rows: Sequence[Row]
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "floors.json", out_dir / "floors.md"
     document = {
         "meta": meta,
         "notes": NOTES,
         "rows": [asdict(r) for r in rows],
         "samples": [asdict(s) for s in samples],
     }
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    header = [f"# Hardware floors ({meta.get('started', '')})", ""]
-    header += [f"- {key}: `{value}`" for key, value in meta.items()]
-    md_path.write_text("\n".join([*header, "", markdown_table(rows), "", NOTES]) + "\n")
-    return json_path, md_path
+    body = [markdown_table(rows), "", NOTES]
+    return write_documents(out_dir, "floors", "Hardware floors", document, body)
 
 
 # --- the command -----------------------------------------------------------------------

@@ -194,6 +194,21 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def write_documents(
+    out_dir: Path, stem: str, title: str, document: dict[str, Any], body: Sequence[str]
+) -> tuple[Path, Path]:
+    """`stem`.json, the whole document; `stem`.md, the title, the document's meta as a
+    list, then `body`'s lines. Used by run.py and floors.py alike."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    meta = document["meta"]
+    header = [f"# {title} ({meta.get('started', '')})", ""]
+    header += [f"- {key}: `{value}`" for key, value in meta.items()]
+    md_path.write_text("\n".join([*header, "", *body]) + "\n")
+    return json_path, md_path
+
+
 def write_results(
     out_dir: Path,
     meta: dict[str, Any],
@@ -201,8 +216,6 @@ def write_results(
     failures: Sequence[Failure],
     rows: Sequence[Row],
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
     document = {
         "meta": meta,
         "notes": NOTES,
@@ -210,14 +223,9 @@ def write_results(
         "measurements": [asdict(m) for m in measurements],
         "failures": [asdict(f) for f in failures],
     }
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    header = [f"# cvm-migrate vs rsync ({meta.get('started', '')})", ""]
-    for key, value in meta.items():
-        header.append(f"- {key}: `{value}`")
     failed = [
         f"- FAILED {f.dataset} {f.topology} {f.tool} r{f.round}: " + f.error.splitlines()[0]
         for f in failures
     ]
-    body = [*header, "", markdown_table(rows), "", NOTES, "", *failed]
-    md_path.write_text("\n".join(body) + "\n")
-    return json_path, md_path
+    body = [markdown_table(rows), "", NOTES, "", *failed]
+    return write_documents(out_dir, "latest", "cvm-migrate vs rsync", document, body)
