@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -30,20 +31,36 @@ from tests.receiver.wire_client import RPC_TIMEOUT_S, WireClient, file_entry, wh
 TOKEN = "pipeline-test-token-0123456789"
 
 
+@dataclass
+class InProcess:
+    receiver: Receiver
+    server: ReceiverServer
+    client: WireClient
+    root: Path
+    state: Path
+    receiver_closed: bool = False
+
+    def close_receiver(self) -> None:
+        self.receiver.close()
+        self.receiver_closed = True
+
+
 @pytest.fixture
-def in_process(tmp_path: Path) -> Iterator[tuple[Receiver, WireClient, Path]]:
-    root = tmp_path / "root"
+def in_process(tmp_path: Path) -> Iterator[InProcess]:
+    root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
-    receiver = Receiver(root, tmp_path / "state", clock_ns=time.time_ns)
+    receiver = Receiver(root, state, clock_ns=time.time_ns)
     server = ReceiverServer(receiver, TOKEN, "127.0.0.1:0", None)
     server.start()
     client = WireClient(f"127.0.0.1:{server.port}", TOKEN)
+    running = InProcess(receiver, server, client, root, state)
     try:
-        yield receiver, client, root
+        yield running
     finally:
         client.close()
         server.stop(1)
-        receiver.close()
+        if not running.receiver_closed:
+            receiver.close()
 
 
 class HeldSync:
@@ -63,106 +80,101 @@ class HeldSync:
         self._real(fd)
 
 
+class OpenTransfer:
+    """A Transfer call fed from a queue; a thread collects its responses and its end."""
+
+    def __init__(self, client: WireClient, session: str) -> None:
+        self.responses: list[pb.TransferResponse] = []
+        self.ended: list[grpc.StatusCode] = []  # the status of a call that failed
+        self._outbox: queue.Queue[pb.TransferRequest | None] = queue.Queue()
+        self.call = client.stub.Transfer(
+            self._requests(), metadata=client.auth, timeout=RPC_TIMEOUT_S, wait_for_ready=True
+        )
+        self._reading = threading.Thread(target=self._read, daemon=True)
+        self._reading.start()
+        self.send(pb.TransferRequest(session_id=session))
+
+    def _requests(self) -> Iterator[pb.TransferRequest]:
+        while (request := self._outbox.get()) is not None:
+            yield request
+
+    def _read(self) -> None:
+        try:
+            self.responses.extend(self.call)
+        except grpc.RpcError:
+            self.ended.append(self.call.code())
+
+    def send(self, request: pb.TransferRequest) -> None:
+        self._outbox.put(request)
+
+    def close(self) -> None:
+        """End the requests and wait for the call to end."""
+        self._outbox.put(None)
+        self._reading.join(RPC_TIMEOUT_S)
+
+
+def hold_the_first_group(
+    client: WireClient, held: HeldSync, contents: dict[int, bytes]
+) -> OpenTransfer:
+    """Plan `contents` as files f1, f2...; send f1, then f2 once the group is due, so f2
+    seals a group of f1 whose commit then waits in `held`."""
+    session = client.hello().session_id
+    client.plan_ok(session, [[file_entry(i, b"f%d" % i, len(c)) for i, c in contents.items()]])
+    transfer = OpenTransfer(client, session)
+    transfer.send(whole_file(1, contents[1]))
+    time.sleep(durability.GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
+    transfer.send(whole_file(2, contents[2]))
+    assert held.waiting.wait(10), "the first group was never committed"
+    return transfer
+
+
 def test_frames_are_written_while_a_group_is_synced(
-    in_process: tuple[Receiver, WireClient, Path], monkeypatch: pytest.MonkeyPatch
+    in_process: InProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receiver, client, root = in_process
     held = HeldSync()
     monkeypatch.setattr(durability, "syncfs", held)
     contents = {1: b"first group " * 100, 2: b"closes the group " * 100, 3: b"while synced" * 100}
-    session = client.hello().session_id
-    client.plan_ok(session, [[file_entry(i, b"f%d" % i, len(c)) for i, c in contents.items()]])
-
-    outbox: queue.Queue[pb.TransferRequest | None] = queue.Queue()
-
-    def requests() -> Iterator[pb.TransferRequest]:
-        while (request := outbox.get()) is not None:
-            yield request
-
-    responses: list[pb.TransferResponse] = []
-    call = client.stub.Transfer(
-        requests(), metadata=client.auth, timeout=RPC_TIMEOUT_S, wait_for_ready=True
-    )
-    outbox.put(pb.TransferRequest(session_id=session))
-    reading = threading.Thread(target=lambda: responses.extend(call), daemon=True)
-    reading.start()
-
-    outbox.put(whole_file(1, contents[1]))
-    time.sleep(durability.GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
-    outbox.put(whole_file(2, contents[2]))
-    assert held.waiting.wait(10), "the first group was never committed"
+    transfer = hold_the_first_group(in_process.client, held, contents)
 
     total = sum(map(len, contents.values()))
-    outbox.put(whole_file(3, contents[3]))
+    transfer.send(whole_file(3, contents[3]))
     poll_until(
-        lambda: receiver.stats.counters["received_raw_bytes"] == total,
+        lambda: in_process.receiver.stats.counters["received_raw_bytes"] == total,
         f"all {total} bytes written while the first group was synced",
         10.0,
     )
-    assert not responses, "acknowledged before the sync returned"
+    assert not transfer.responses, "acknowledged before the sync returned"
 
     held.release.set()
-    poll_until(lambda: bool(responses), "acknowledgement after the sync returned", 10.0)
-    outbox.put(None)
-    reading.join(RPC_TIMEOUT_S)
-    assert call.code() == grpc.StatusCode.OK
-    committed = {ack.file_id for r in responses for ack in r.acks if ack.committed}
+    poll_until(lambda: bool(transfer.responses), "acknowledgement after the sync returned", 10.0)
+    transfer.close()
+    assert transfer.call.code() == grpc.StatusCode.OK
+    committed = {ack.file_id for r in transfer.responses for ack in r.acks if ack.committed}
     assert committed == set(contents)
     for file_id, content in contents.items():
-        assert (root / f"f{file_id}").read_bytes() == content
+        assert (in_process.root / f"f{file_id}").read_bytes() == content
 
 
 def test_shutdown_lets_a_cancelled_stream_finish_its_commit_before_the_journal_closes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    in_process: InProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """gRPC cancels a stream still running when the grace period ends, but a commit
     already in its syncfs goes on; the receiver waits for it before closing the journal,
     so the group ends up journaled instead of failing on a closed database."""
     held = HeldSync()
     monkeypatch.setattr(durability, "syncfs", held)
-    root, state = tmp_path / "root", tmp_path / "state"
-    root.mkdir()
-    receiver = Receiver(root, state, clock_ns=time.time_ns)
-    server = ReceiverServer(receiver, TOKEN, "127.0.0.1:0", None)
-    server.start()
-    client = WireClient(f"127.0.0.1:{server.port}", TOKEN)
     contents = {1: b"committed at shutdown " * 100, 2: b"seals the group" * 100}
-    session = client.hello().session_id
-    client.plan_ok(session, [[file_entry(i, b"f%d" % i, len(c)) for i, c in contents.items()]])
-    outbox: queue.Queue[pb.TransferRequest | None] = queue.Queue()
+    transfer = hold_the_first_group(in_process.client, held, contents)
 
-    def requests() -> Iterator[pb.TransferRequest]:
-        while (request := outbox.get()) is not None:
-            yield request
-
-    call = client.stub.Transfer(requests(), metadata=client.auth, timeout=RPC_TIMEOUT_S)
-    ended: list[grpc.StatusCode] = []
-
-    def read() -> None:
-        try:
-            list(call)
-        except grpc.RpcError:
-            ended.append(call.code())
-
-    reading = threading.Thread(target=read, daemon=True)
-    reading.start()
-    outbox.put(pb.TransferRequest(session_id=session))
-    outbox.put(whole_file(1, contents[1]))
-    time.sleep(durability.GROUP_SECONDS + 0.1)  # the group is due by age: the next message seals it
-    outbox.put(whole_file(2, contents[2]))
-    assert held.waiting.wait(10), "the first group was never committed"
-
-    server.stop(0.1)  # the stream is cancelled while its commit waits on the sync
+    in_process.server.stop(0.1)  # the stream is cancelled while its commit waits on the sync
     threading.Timer(0.3, held.release.set).start()
-    assert receiver.wait_idle(10.0) == 0
-    receiver.close()
-    outbox.put(None)
-    reading.join(RPC_TIMEOUT_S)
-    client.close()
+    assert in_process.receiver.wait_idle(10.0) == 0
+    in_process.close_receiver()
+    transfer.close()
 
-    assert ended == [grpc.StatusCode.UNAVAILABLE]  # cancelled by the shutdown
-    assert (root / "f1").read_bytes() == contents[1]
-    journal = Journal(state)
+    assert transfer.ended == [grpc.StatusCode.UNAVAILABLE]  # cancelled by the shutdown
+    assert (in_process.root / "f1").read_bytes() == contents[1]
+    journal = Journal(in_process.state)
     try:
         assert journal.partial(b"f1") is None, "f1 went live but its commit was not journaled"
     finally:
