@@ -23,7 +23,7 @@ START_LEVEL = 3
 # Level 0 sends raw and spends no CPU on zstd, for links faster than a core can
 # compress (loopback: a 512 MiB half-text file in 1.4 s raw, 3.1 s at level 3).
 LOWEST_LEVEL = 0
-# Streaming zstd on one core, 1 MiB frames of a system tree (/tmp/zlevels.py, a
+# Streaming zstd on one core, 1 MiB frames of the benchmark's system tree (a
 # loaded 2-core machine): level 6 about 107-161 MB/s, level 7 about 91 MB/s, and
 # each level above 7 slower still; past level 9 one core no longer fills a
 # 200 Mbit link (25 MB/s) after compression, for a few percent of wire bytes.

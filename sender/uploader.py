@@ -145,6 +145,7 @@ class Uploader:
         self._in_flight = InFlight(stats)
         self._waits = _Waits()
         self._adaptive = AdaptiveLevel() if settings.compress_level == AUTO else None
+        # The zstd context of this uploader's one stream: a new Uploader, a new context.
         self._encoder = FrameEncoder(
             self._adaptive.level if self._adaptive else settings.compress_level
         )
@@ -243,8 +244,6 @@ class Uploader:
     def _messages(self) -> Iterator[pb.TransferRequest]:
         try:
             yield pb.TransferRequest(session_id=self._session_id)
-            # A new stream starts a new zstd context, whatever the last one left.
-            self._encoder = FrameEncoder(self._encoder.level)
             builder = FrameBuilder(self._settings.chunk_bytes, self._encoder)
             while not self._abort.is_set():
                 planned, job = self._next_job()
